@@ -1,0 +1,47 @@
+"""Fixtures shared by the tests: the built init package and the real daemontools 0.76 peers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from svinit import ROOT
+from svinit.fetch import daemontools_bin
+
+INIT = ROOT / "init"
+
+
+@pytest.fixture(scope="session")
+def init_bin() -> Path:
+    """Directory with svinit's static programs, built by `make -C init`."""
+    proc = subprocess.run(["make", "-C", str(INIT), "-s"], capture_output=True, text=True)
+    assert proc.returncode == 0, f"make -C init failed:\n{proc.stdout}\n{proc.stderr}"
+    return INIT / "build"
+
+
+@pytest.fixture(scope="session")
+def djb_bin() -> Path:
+    """Directory with Debian's daemontools 0.76 binaries (fetched once, cached, never installed)."""
+    return daemontools_bin()
+
+
+@pytest.fixture
+def scandir(tmp_path: Path) -> Path:
+    d = tmp_path / "service"
+    d.mkdir()
+    return d
+
+
+def path_with(*dirs: Path) -> str:
+    """A PATH whose first directories are *dirs*, then the system's."""
+    return os.pathsep.join([str(d) for d in dirs] + [os.environ.get("PATH", "/usr/bin:/bin")])
+
+
+@pytest.fixture(scope="session")
+def have_unshare() -> None:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a real PID namespace")
