@@ -17,7 +17,9 @@ INIT = ROOT / "init"
 
 @pytest.fixture(scope="session")
 def init_bin() -> Path:
-    """Directory with svinit's static programs, built by `make -C init`."""
+    """Directory with svinit's static programs, built by `make -C init` (or $SVINIT_INIT_BIN, prebuilt)."""
+    if os.environ.get("SVINIT_INIT_BIN"):
+        return Path(os.environ["SVINIT_INIT_BIN"])
     proc = subprocess.run(["make", "-C", str(INIT), "-s"], capture_output=True, text=True)
     assert proc.returncode == 0, f"make -C init failed:\n{proc.stdout}\n{proc.stderr}"
     return INIT / "build"

@@ -1,0 +1,301 @@
+/*
+ * supervise DIR: starts DIR/run and restarts it when it exits, as daemontools 0.76's supervise:
+ * supervise/control (u d o p c h a i t k x), supervise/ok, supervise/lock, the `down` file, the status
+ * record written to status.new and renamed, one second between starts.
+ *
+ * What svinit adds:
+ *   - DIR/finish, when executable, runs after run exits, as `./finish CODE SIGNAL` (CODE is run's exit
+ *     code, or 256 when a signal killed it; SIGNAL is that signal or 0); it gets FINISH_TIMEOUT_MS, then
+ *     KILL. The next start waits for it.
+ *   - SIGTERM to supervise means "stop the service, then exit": it never orphans its service.
+ *   - a missing or non-executable run is reported once and retried every second without forking.
+ *   - run and finish start in a session of their own, so a terminal's signals reach only what asks.
+ *   - control letters q (QUIT), 1 (USR1), 2 (USR2), w (WINCH), as daemontools-encore.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "sv.h"
+
+#define RESTART_MS 1000
+#define FINISH_TIMEOUT_MS 5000
+
+extern char **environ;
+
+static const char *dir;
+static int fdcontrol = -1;
+
+static pid_t pid;            /* run, 0 when down */
+static pid_t finpid;         /* finish, 0 when not running */
+static int64_t fin_deadline;
+static int paused;
+static int want = 'u';       /* 'u', 'd', or 0 for "once" */
+static int once_pending;     /* `o` arrived while a start had to wait */
+static int flagexit;
+static int broken;           /* errno of the last failed start of run, 0 when none */
+static int64_t last_start = -RESTART_MS;
+static uint32_t lastwait = 0xffffffffu;
+static struct tai64n changed;
+
+static volatile sig_atomic_t got_chld, got_term;
+static void on_signal(int s) { if (s == SIGCHLD) got_chld = 1; else got_term = 1; }
+
+static void announce(void)
+{
+  unsigned char buf[SV_STATUS_LEN];
+  struct sv_status st = {
+    .sec = changed.sec, .nano = changed.nano, .pid = (uint32_t)pid,
+    .paused = (unsigned char)(pid ? paused : 0), .want = (unsigned char)want,
+    .lastwait = lastwait,
+  };
+  if (pid) st.state = SV_STATE_RUN;
+  else if (finpid) st.state = SV_STATE_FINISH;
+  else if (broken) st.state = SV_STATE_BROKEN;
+  else if (want == 'u' || once_pending) st.state = SV_STATE_WAIT;
+  else st.state = SV_STATE_DOWN;
+  sv_status_pack(buf, &st);
+  if (sv_replace_file(SV_STATUS, SV_STATUS_NEW, buf, sizeof buf) == -1)
+    sv_warnsys("unable to write %s/%s", dir, SV_STATUS);
+}
+
+static void pidchange(pid_t p)
+{
+  pid = p;
+  tai64n_now(&changed);
+}
+
+/*
+ * Forks and execs PROG with ARGV in a new session. Returns the child's pid, or 0 with errno set when
+ * the exec failed (the child reports its errno through a close-on-exec pipe), or -1 when fork failed.
+ */
+static pid_t spawn(const char *prog, char *const argv[])
+{
+  int p[2];
+  int err = 0;
+  pid_t child;
+  if (pipe2(p, O_CLOEXEC) == -1) return -1;
+  child = fork();
+  if (child == -1) { close(p[0]); close(p[1]); return -1; }
+  if (child == 0) {
+    setsid();
+    sv_child_signals();
+    close(p[0]);
+    execve(prog, argv, environ);
+    err = errno;
+    sv_write_all(p[1], &err, sizeof err);
+    _exit(EXIT_TEMP);
+  }
+  close(p[1]);
+  while (read(p[0], &err, sizeof err) == -1 && errno == EINTR) {}
+  close(p[0]);
+  if (!err) return child;
+  while (waitpid(child, NULL, 0) == -1 && errno == EINTR) {}
+  errno = err;
+  return 0;
+}
+
+static void trystart(void)
+{
+  char *argv[] = { "./" SV_RUN, NULL };
+  struct stat st;
+  pid_t child;
+  int err = 0;
+
+  last_start = sv_now_ms();
+  once_pending = 0;
+  if (stat(SV_RUN, &st) == -1) err = errno;
+  else if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)) err = EACCES;
+  else {
+    child = spawn(argv[0], argv);
+    if (child > 0) {
+      if (broken) sv_info("%s/%s started after the error was fixed", dir, SV_RUN);
+      broken = 0;
+      paused = 0;
+      pidchange(child);
+      announce();
+      return;
+    }
+    err = errno;
+    if (child == -1) {
+      sv_warnsys("unable to fork for %s, trying again in 1 second", dir);
+      announce();
+      return;
+    }
+  }
+  if (err != broken)
+    sv_warn("unable to start %s/%s: %s; trying again every second", dir, SV_RUN, sv_strerror(err));
+  broken = err;
+  announce();
+}
+
+static void startfinish(int wstat)
+{
+  char code[16], sig[16];
+  char *argv[] = { "./" SV_FINISH, code, sig, NULL };
+  struct stat st;
+  pid_t child;
+  if (stat(SV_FINISH, &st) == -1 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111)) return;
+  snprintf(code, sizeof code, "%d", WIFEXITED(wstat) ? WEXITSTATUS(wstat) : 256);
+  snprintf(sig, sizeof sig, "%d", WIFSIGNALED(wstat) ? WTERMSIG(wstat) : 0);
+  child = spawn(argv[0], argv);
+  if (child <= 0) {
+    sv_warnsys("unable to start %s/%s", dir, SV_FINISH);
+    return;
+  }
+  finpid = child;
+  fin_deadline = sv_now_ms() + FINISH_TIMEOUT_MS;
+}
+
+static void reap(void)
+{
+  int wstat;
+  pid_t r;
+  while ((r = waitpid(-1, &wstat, WNOHANG)) > 0) {
+    if (r == pid) {
+      lastwait = (uint32_t)wstat;
+      pidchange(0);
+      startfinish(wstat);
+      announce();
+    } else if (r == finpid) {
+      finpid = 0;
+      announce();
+    }
+  }
+}
+
+static void sendsig(int sig)
+{
+  if (pid) kill(pid, sig);
+}
+
+static void control(char c)
+{
+  switch (c) {
+  case 'u': want = 'u'; announce(); break;
+  case 'd':
+    want = 'd';
+    if (pid) { kill(pid, SIGTERM); kill(pid, SIGCONT); paused = 0; }
+    announce();
+    break;
+  case 'o': want = 0; if (!pid) once_pending = 1; announce(); break;
+  case 'p': paused = 1; announce(); sendsig(SIGSTOP); break;
+  case 'c': paused = 0; announce(); sendsig(SIGCONT); break;
+  case 'x': flagexit = 1; announce(); break;
+  case 'h': sendsig(SIGHUP); break;
+  case 'a': sendsig(SIGALRM); break;
+  case 'i': sendsig(SIGINT); break;
+  case 't': sendsig(SIGTERM); break;
+  case 'k': sendsig(SIGKILL); break;
+  case 'q': sendsig(SIGQUIT); break;
+  case '1': sendsig(SIGUSR1); break;
+  case '2': sendsig(SIGUSR2); break;
+  case 'w': sendsig(SIGWINCH); break;
+  default: break; /* anything else on the FIFO is ignored */
+  }
+}
+
+static void setup(void)
+{
+  struct stat st;
+  int fd;
+
+  if (chdir(dir) == -1) sv_diesys(EXIT_TEMP, "unable to chdir to %s", dir);
+  if (stat(SV_DOWN, &st) == 0) want = 'd';
+  else if (errno != ENOENT) sv_diesys(EXIT_TEMP, "unable to stat %s/%s", dir, SV_DOWN);
+
+  if (sv_mkdir_follow(SV_SUPERVISE_DIR, 0700) == -1)
+    sv_diesys(EXIT_TEMP, "unable to create %s/%s", dir, SV_SUPERVISE_DIR);
+  fd = open(SV_LOCK, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd == -1) sv_diesys(EXIT_TEMP, "unable to acquire %s/%s", dir, SV_LOCK);
+  if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+    if (errno == EWOULDBLOCK)
+      sv_die(EXIT_TEMP, "unable to acquire %s/%s: another supervise is already running for %s",
+             dir, SV_LOCK, dir);
+    sv_diesys(EXIT_TEMP, "unable to acquire %s/%s", dir, SV_LOCK);
+  }
+
+  if (sv_fifo_make(SV_CONTROL, 0600) == -1) sv_diesys(EXIT_TEMP, "unable to create %s/%s", dir, SV_CONTROL);
+  fdcontrol = open(SV_CONTROL, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fdcontrol == -1) sv_diesys(EXIT_TEMP, "unable to read %s/%s", dir, SV_CONTROL);
+  /* A writer of our own, so the FIFO never reports end of file. */
+  if (open(SV_CONTROL, O_WRONLY | O_NONBLOCK | O_CLOEXEC) == -1)
+    sv_diesys(EXIT_TEMP, "unable to write %s/%s", dir, SV_CONTROL);
+
+  tai64n_now(&changed);
+  announce();
+  if (sv_fifo_make(SV_OK, 0600) == -1) sv_diesys(EXIT_TEMP, "unable to create %s/%s", dir, SV_OK);
+  if (open(SV_OK, O_RDONLY | O_NONBLOCK | O_CLOEXEC) == -1)
+    sv_diesys(EXIT_TEMP, "unable to read %s/%s", dir, SV_OK);
+}
+
+int main(int argc, char **argv)
+{
+  struct sigaction sa;
+  sigset_t block, none;
+
+  sv_progname = "supervise";
+  if (argc != 2 || !argv[1][0]) sv_usage("supervise dir");
+  dir = argv[1];
+
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&block);
+  sigaddset(&block, SIGCHLD);
+  sigaddset(&block, SIGTERM);
+  sigprocmask(SIG_BLOCK, &block, NULL);
+  sigaction(SIGCHLD, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigemptyset(&none);
+  signal(SIGPIPE, SIG_IGN);
+
+  setup();
+
+  for (;;) {
+    struct pollfd pfd = { .fd = fdcontrol, .events = POLLIN };
+    struct timespec ts, *tsp = NULL;
+    int64_t now = sv_now_ms(), wait_ms = -1;
+
+    if (flagexit && !pid && !finpid) break;
+    if (finpid && now >= fin_deadline) {
+      sv_warn("%s/%s ran longer than %d ms: killing it", dir, SV_FINISH, FINISH_TIMEOUT_MS);
+      kill(finpid, SIGKILL);
+      fin_deadline = now + FINISH_TIMEOUT_MS;
+    }
+    if (!pid && !finpid && !flagexit && (want == 'u' || once_pending)) {
+      if (now - last_start >= RESTART_MS) trystart();
+      if (!pid) wait_ms = last_start + RESTART_MS - now;
+    }
+    if (finpid) {
+      int64_t w = fin_deadline - now;
+      if (wait_ms < 0 || w < wait_ms) wait_ms = w;
+    }
+    if (wait_ms >= 0) {
+      if (wait_ms < 1) wait_ms = 1;
+      ts.tv_sec = wait_ms / 1000;
+      ts.tv_nsec = (wait_ms % 1000) * 1000000;
+      tsp = &ts;
+    }
+    ppoll(&pfd, 1, tsp, &none);
+
+    if (got_chld) { got_chld = 0; reap(); }
+    if (got_term) {
+      got_term = 0;
+      flagexit = 1;
+      control('d');
+    }
+    if (pfd.revents & POLLIN) {
+      char buf[64];
+      ssize_t r = read(fdcontrol, buf, sizeof buf);
+      for (ssize_t i = 0; i < r; ++i) control(buf[i]);
+    }
+  }
+  announce();
+  return 0;
+}
