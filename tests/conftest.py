@@ -47,3 +47,24 @@ def path_with(*dirs: Path) -> str:
 def have_unshare() -> None:
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare for a real PID namespace")
+
+
+@pytest.fixture
+def scanner(init_bin, djb_bin, tmp_path, have_unshare):
+    """Starts svscan in a PID namespace: scanner(scandir, svscan="ours"|"djb", supervise="ours"|"djb", ...)."""
+    from tests.util import Scanner
+
+    made = []
+
+    def start(scandir: Path, svscan: str = "ours", supervise: str = "ours", pid1: bool = False,
+              path: list[Path] | None = None, env: dict[str, str] | None = None) -> Scanner:
+        binary = (init_bin if svscan == "ours" else djb_bin) / "svscan"
+        first = [init_bin if supervise == "ours" else djb_bin]
+        tools = [init_bin]
+        s = Scanner(binary, scandir, (path or []) + first + tools, tmp_path / f"svscan-{len(made)}.log", pid1, env)
+        made.append(s)
+        return s
+
+    yield start
+    for s in made:
+        s.close()

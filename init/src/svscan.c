@@ -277,13 +277,14 @@ static void stop_step(int64_t now)
   for (i = 0; i < nsv; ++i) left += stopping == 1 ? sv[i].pid != 0 : sv[i].pidlog != 0;
   if (!left) {
     if (stopping == 2) { finish(); return; }
-    /* Every service is gone: the loggers' only writer left is svscan; let them read to the end. */
-    for (i = 0; i < nsv; ++i)
-      if (sv[i].pipe[1] != -1) { close(sv[i].pipe[1]); sv[i].pipe[1] = -1; }
+    /* Every service is gone and the loggers' only writer left is svscan. Tell each logger's supervise
+       to exit once its logger is down, then close svscan's end: each logger reads to the end, exits. */
     stopping = 2;
     stop_level = 0;
     stop_deadline = now;
     stop_step(now);
+    for (i = 0; i < nsv; ++i)
+      if (sv[i].pipe[1] != -1) { close(sv[i].pipe[1]); sv[i].pipe[1] = -1; }
     return;
   }
   if (now < stop_deadline) return;
