@@ -205,7 +205,9 @@ class Scanner:
         return out
 
     def control(self, data: bytes) -> None:
-        fd = os.open(self.scandir / ".svscan" / "control", os.O_WRONLY | os.O_NONBLOCK)
+        fifo = self.scandir / ".svscan" / "control"
+        wait_for(lambda: fifo.is_fifo(), 5, what=f"{fifo} to be created")
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
         try:
             os.write(fd, data)
         finally:

@@ -1,5 +1,4 @@
 /* libsv.c: helpers shared by the svinit programs (messages, TAI64N, the status record, files). */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
