@@ -371,7 +371,8 @@ static void crash(void)
   char path[4096];
   char *argv[] = { path, NULL };
   char *sh[] = { "/bin/sh", "-i", NULL };
-  int fd = open("/dev/console", O_RDWR | O_NOCTTY);
+  /* The shell talks to the terminal on fd 0, or else to the console. */
+  int fd = isatty(0) ? dup(0) : open("/dev/console", O_RDWR | O_NOCTTY);
   if (fd != -1) { dup2(fd, 0); dup2(fd, 1); dup2(fd, 2); if (fd > 2) close(fd); }
   sv_child_signals();
   snprintf(path, sizeof path, "%s/%s", dir, SVSCAN_CRASH);
