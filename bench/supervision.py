@@ -1,0 +1,228 @@
+"""Benchmark: svinit's supervision suite against djb's daemontools 0.76, measured side by side in one run.
+
+    python bench/supervision.py [--services 1000] [--orphans 2000] [--rounds 3] [--json FILE]
+
+Figures: RSS and PSS of svscan and of one supervise; time and memory for svscan to bring N services up
+(every status file shows a pid); restart latency of a killed service; orphans reaped per second by svscan
+as process 1 of a PID namespace; binary sizes. Each svscan runs as process 1 of its own PID namespace.
+Needs root (unshare). Goals: supervise's RSS no larger than djb's; 1000 services up within 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from svinit.fetch import daemontools_bin  # noqa: E402
+from tests.util import Scanner, children_of, make_service, svstatus, wait_for  # noqa: E402
+
+IMPLS = ("svinit", "djb")
+
+
+def mem_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of *pid* in kB."""
+    rss = pss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    return rss, pss
+
+
+class Bench:
+    def __init__(self, ours: Path, djb: Path, work: Path):
+        self.bins = {"svinit": ours, "djb": djb}
+        self.work = work
+        self.n = 0
+
+    def scanner(self, impl: str, scandir: Path) -> Scanner:
+        self.n += 1
+        b = self.bins[impl]
+        # svstat and friends come from the same suite; `supervise` is found first in b
+        return Scanner(b / "svscan", scandir, [b], self.work / f"svscan-{self.n}.log", pid1=True)
+
+    def fresh(self, name: str) -> Path:
+        self.n += 1
+        d = self.work / f"{name}-{self.n}"
+        d.mkdir()
+        return d
+
+    def memory(self, impl: str) -> dict:
+        d = self.fresh("mem")
+        make_service(d, "a", "exec sleep 100000")
+        s = self.scanner(impl, d)
+        try:
+            sup = wait_for(lambda: s.supervisors().get("a"), 5)
+            wait_for(lambda: svstatus(d / "a")[0], 5)
+            time.sleep(0.3)
+            svscan_rss, svscan_pss = mem_kb(s.pid)
+            sup_rss, sup_pss = mem_kb(sup)
+        finally:
+            s.close()
+        return {"svscan_rss_kb": svscan_rss, "svscan_pss_kb": svscan_pss,
+                "supervise_rss_kb": sup_rss, "supervise_pss_kb": sup_pss}
+
+    def many_up(self, impl: str, services: int) -> dict:
+        d = self.fresh("many")
+        for i in range(services):
+            make_service(d, f"s{i:04d}", "exec sleep 100000")
+        t0 = time.monotonic()
+        s = self.scanner(impl, d)
+        try:
+            pending = {d / f"s{i:04d}" for i in range(services)}
+
+            def all_up() -> bool:
+                for sv in list(pending):
+                    if svstatus(sv)[0]:
+                        pending.discard(sv)
+                return not pending
+
+            wait_for(all_up, 60, interval=0.01, what=f"{services} services up under {impl}")
+            elapsed = time.monotonic() - t0
+            sups = children_of(s.pid)
+            total_rss = sum(mem_kb(p)[0] for p in sups) + mem_kb(s.pid)[0]
+            total_pss = sum(mem_kb(p)[1] for p in sups) + mem_kb(s.pid)[1]
+        finally:
+            s.close()
+        return {"seconds": elapsed, "supervision_rss_mb": total_rss / 1024, "supervision_pss_mb": total_pss / 1024}
+
+    def restart_latency(self, impl: str, kills: int) -> dict:
+        d = self.fresh("restart")
+        make_service(d, "a", "exec sleep 100000")
+        s = self.scanner(impl, d)
+        lat = []
+        try:
+            for _ in range(kills):
+                nspid = wait_for(lambda: svstatus(d / "a")[0], 5)
+                time.sleep(1.1)  # both wait 1 s between starts; measure a restart that need not wait
+                host = s.ns.host_pid(nspid)
+                t0 = time.monotonic()
+                os.kill(host, signal.SIGKILL)
+                wait_for(lambda: svstatus(d / "a")[0] not in (0, nspid), 5, interval=0.0005)
+                lat.append(time.monotonic() - t0)
+        finally:
+            s.close()
+        return {"median_ms": statistics.median(lat) * 1000, "max_ms": max(lat) * 1000}
+
+    def orphans(self, impl: str, count: int) -> dict:
+        d = self.fresh("orphans")
+        fifo = d.parent / f"release-{self.n}"
+        os.mkfifo(fifo)
+        ready = d.parent / f"ready-{self.n}"
+        make_service(d, "storm", f"""
+i=0
+while [ $i -lt {count} ]; do (exec cat {fifo} > /dev/null &); i=$((i+1)); done
+touch {ready}
+exec sleep 100000""")
+        s = self.scanner(impl, d)
+        try:
+            wait_for(lambda: ready.exists(), 120, what="the orphans to be started")
+            wait_for(lambda: len(children_of(s.pid)) >= count, 30, what="the orphans under process 1")
+            base = len(children_of(s.pid)) - count
+            with open(f"/proc/{s.pid}/task/{s.pid}/children") as f:
+                f.read()
+            t0 = time.monotonic()
+            fd = os.open(fifo, os.O_WRONLY)
+            os.close(fd)
+
+            def reaped() -> bool:
+                with open(f"/proc/{s.pid}/task/{s.pid}/children") as f:
+                    return len(f.read().split()) <= base
+
+            wait_for(reaped, 30, interval=0.002, what=f"{count} orphans reaped by {impl}")
+            elapsed = time.monotonic() - t0
+        finally:
+            s.close()
+        return {"seconds": elapsed, "per_second": count / elapsed}
+
+    def sizes(self, impl: str) -> dict:
+        b = self.bins[impl]
+        out = {}
+        for prog in ("svscan", "supervise", "svc", "svstat", "svok", "multilog"):
+            p = b / prog
+            out[prog] = p.stat().st_size if p.exists() else None
+        out["linkage"] = "static (musl)" if impl == "svinit" else "dynamic (glibc, not counted)"
+        return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--services", type=int, default=1000)
+    ap.add_argument("--orphans", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3, help="repetitions of the timed measures (median reported)")
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        ap.error("needs root: every svscan runs as process 1 of its own PID namespace (unshare)")
+
+    subprocess.run(["make", "-C", str(ROOT / "init"), "-s"], check=True)
+    ours = ROOT / "init" / "build"
+    res: dict = {"host": {"cpus": os.cpu_count(), "load": os.getloadavg(), "kernel": platform.release()}}
+    with tempfile.TemporaryDirectory(prefix="svinit-bench-") as tmp:
+        b = Bench(ours, daemontools_bin(), Path(tmp))
+        for impl in IMPLS:
+            print(f"[{impl}] memory, {args.services} services up, restart latency, orphans ...", file=sys.stderr)
+            r = {"sizes": b.sizes(impl), "memory": b.memory(impl)}
+            ups = [b.many_up(impl, args.services) for _ in range(args.rounds)]
+            r["many_up"] = {k: statistics.median(u[k] for u in ups) for k in ups[0]}
+            r["restart"] = b.restart_latency(impl, args.kills)
+            orph = [b.orphans(impl, args.orphans) for _ in range(args.rounds)]
+            r["orphans"] = {k: statistics.median(o[k] for o in orph) for k in orph[0]}
+            res[impl] = r
+
+    o, d = res["svinit"], res["djb"]
+
+    def row(name, a, b, unit, better="lower"):
+        ratio = a / b if b else float("nan")
+        print(f"| {name} | {a:.3g} {unit} | {b:.3g} {unit} | {ratio:.2f} |")
+
+    print(f"\nhost: {res['host']['cpus']} cpus, load {res['host']['load'][0]:.2f}, kernel {res['host']['kernel']}")
+    print("\n| measure | svinit | djb 0.76 | svinit/djb |\n|---|---|---|---|")
+    row("svscan RSS", o["memory"]["svscan_rss_kb"], d["memory"]["svscan_rss_kb"], "kB")
+    row("svscan PSS", o["memory"]["svscan_pss_kb"], d["memory"]["svscan_pss_kb"], "kB")
+    row("supervise RSS", o["memory"]["supervise_rss_kb"], d["memory"]["supervise_rss_kb"], "kB")
+    row("supervise PSS", o["memory"]["supervise_pss_kb"], d["memory"]["supervise_pss_kb"], "kB")
+    row(f"{args.services} services up", o["many_up"]["seconds"], d["many_up"]["seconds"], "s")
+    row(f"  RSS of svscan + supervise ({args.services})", o["many_up"]["supervision_rss_mb"],
+        d["many_up"]["supervision_rss_mb"], "MB")
+    row(f"  PSS of svscan + supervise ({args.services})", o["many_up"]["supervision_pss_mb"],
+        d["many_up"]["supervision_pss_mb"], "MB")
+    row("restart latency, median", o["restart"]["median_ms"], d["restart"]["median_ms"], "ms")
+    row(f"{args.orphans} orphans reaped", o["orphans"]["seconds"], d["orphans"]["seconds"], "s")
+    row("orphans reaped per second", o["orphans"]["per_second"], d["orphans"]["per_second"], "/s", "higher")
+    for prog in ("svscan", "supervise", "svc", "svstat", "svok", "multilog"):
+        a, b_ = o["sizes"][prog], d["sizes"][prog]
+        if a and b_:
+            row(f"size of {prog}", a / 1024, b_ / 1024, "KiB")
+    print(f"\n(sizes: svinit {o['sizes']['linkage']}; djb {d['sizes']['linkage']})")
+    goals = {
+        "supervise RSS <= djb's": o["memory"]["supervise_rss_kb"] <= d["memory"]["supervise_rss_kb"],
+        f"{args.services} services up within 3 s": o["many_up"]["seconds"] <= 3.0,
+    }
+    for g, ok in goals.items():
+        print(f"goal: {g}: {'met' if ok else 'NOT met'}")
+    res["goals"] = goals
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
