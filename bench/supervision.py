@@ -75,8 +75,12 @@ class Bench:
             sup_rss, sup_pss = mem_kb(sup)
         finally:
             s.close()
-        return {"svscan_rss_kb": svscan_rss, "svscan_pss_kb": svscan_pss,
-                "supervise_rss_kb": sup_rss, "supervise_pss_kb": sup_pss}
+        return {
+            "svscan_rss_kb": svscan_rss,
+            "svscan_pss_kb": svscan_pss,
+            "supervise_rss_kb": sup_rss,
+            "supervise_pss_kb": sup_pss,
+        }
 
     def many_up(self, impl: str, services: int) -> dict:
         d = self.fresh("many")
@@ -100,7 +104,11 @@ class Bench:
             total_pss = sum(mem_kb(p)[1] for p in sups) + mem_kb(s.pid)[1]
         finally:
             s.close()
-        return {"seconds": elapsed, "supervision_rss_mb": total_rss / 1024, "supervision_pss_mb": total_pss / 1024}
+        return {
+            "seconds": elapsed,
+            "supervision_rss_mb": total_rss / 1024,
+            "supervision_pss_mb": total_pss / 1024,
+        }
 
     def restart_latency(self, impl: str, kills: int) -> dict:
         d = self.fresh("restart")
@@ -125,11 +133,15 @@ class Bench:
         fifo = d.parent / f"release-{self.n}"
         os.mkfifo(fifo)
         ready = d.parent / f"ready-{self.n}"
-        make_service(d, "storm", f"""
+        make_service(
+            d,
+            "storm",
+            f"""
 i=0
 while [ $i -lt {count} ]; do (exec cat {fifo} > /dev/null &); i=$((i+1)); done
 touch {ready}
-exec sleep 100000""")
+exec sleep 100000""",
+        )
         s = self.scanner(impl, d)
         try:
             wait_for(lambda: ready.exists(), 120, what="the orphans to be started")
@@ -165,7 +177,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--orphans", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=3, help="repetitions of the timed measures (median reported)")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="repetitions of the timed measures (median reported)"
+    )
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
@@ -178,7 +192,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="svinit-bench-") as tmp:
         b = Bench(ours, daemontools_bin(), Path(tmp))
         for impl in IMPLS:
-            print(f"[{impl}] memory, {args.services} services up, restart latency, orphans ...", file=sys.stderr)
+            print(
+                f"[{impl}] memory, {args.services} services up, restart latency, orphans ...", file=sys.stderr
+            )
             r = {"sizes": b.sizes(impl), "memory": b.memory(impl)}
             ups = [b.many_up(impl, args.services) for _ in range(args.rounds)]
             r["many_up"] = {k: statistics.median(u[k] for u in ups) for k in ups[0]}
@@ -193,17 +209,28 @@ def main() -> int:
         ratio = a / b if b else float("nan")
         print(f"| {name} | {a:.3g} {unit} | {b:.3g} {unit} | {ratio:.2f} |")
 
-    print(f"\nhost: {res['host']['cpus']} cpus, load {res['host']['load'][0]:.2f}, kernel {res['host']['kernel']}")
+    print(
+        f"\nhost: {res['host']['cpus']} cpus, load {res['host']['load'][0]:.2f},"
+        f" kernel {res['host']['kernel']}"
+    )
     print("\n| measure | svinit | djb 0.76 | svinit/djb |\n|---|---|---|---|")
     row("svscan RSS", o["memory"]["svscan_rss_kb"], d["memory"]["svscan_rss_kb"], "kB")
     row("svscan PSS", o["memory"]["svscan_pss_kb"], d["memory"]["svscan_pss_kb"], "kB")
     row("supervise RSS", o["memory"]["supervise_rss_kb"], d["memory"]["supervise_rss_kb"], "kB")
     row("supervise PSS", o["memory"]["supervise_pss_kb"], d["memory"]["supervise_pss_kb"], "kB")
     row(f"{args.services} services up", o["many_up"]["seconds"], d["many_up"]["seconds"], "s")
-    row(f"  RSS of svscan + supervise ({args.services})", o["many_up"]["supervision_rss_mb"],
-        d["many_up"]["supervision_rss_mb"], "MB")
-    row(f"  PSS of svscan + supervise ({args.services})", o["many_up"]["supervision_pss_mb"],
-        d["many_up"]["supervision_pss_mb"], "MB")
+    row(
+        f"  RSS of svscan + supervise ({args.services})",
+        o["many_up"]["supervision_rss_mb"],
+        d["many_up"]["supervision_rss_mb"],
+        "MB",
+    )
+    row(
+        f"  PSS of svscan + supervise ({args.services})",
+        o["many_up"]["supervision_pss_mb"],
+        d["many_up"]["supervision_pss_mb"],
+        "MB",
+    )
     row("restart latency, median", o["restart"]["median_ms"], d["restart"]["median_ms"], "ms")
     row(f"{args.orphans} orphans reaped", o["orphans"]["seconds"], d["orphans"]["seconds"], "s")
     row("orphans reaped per second", o["orphans"]["per_second"], d["orphans"]["per_second"], "/s", "higher")

@@ -51,17 +51,25 @@ def have_unshare() -> None:
 
 @pytest.fixture
 def scanner(init_bin, djb_bin, tmp_path, have_unshare):
-    """Starts svscan in a PID namespace: scanner(scandir, svscan="ours"|"djb", supervise="ours"|"djb", ...)."""
+    """Starts svscan in a PID namespace: scanner(scandir, svscan="ours"|"djb", supervise=..., pid1=...)."""
     from tests.util import Scanner
 
     made = []
 
-    def start(scandir: Path, svscan: str = "ours", supervise: str = "ours", pid1: bool = False,
-              path: list[Path] | None = None, env: dict[str, str] | None = None) -> Scanner:
+    def start(
+        scandir: Path,
+        svscan: str = "ours",
+        supervise: str = "ours",
+        pid1: bool = False,
+        path: list[Path] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Scanner:
         binary = (init_bin if svscan == "ours" else djb_bin) / "svscan"
         first = [init_bin if supervise == "ours" else djb_bin]
         tools = [init_bin]
-        s = Scanner(binary, scandir, (path or []) + first + tools, tmp_path / f"svscan-{len(made)}.log", pid1, env)
+        s = Scanner(
+            binary, scandir, (path or []) + first + tools, tmp_path / f"svscan-{len(made)}.log", pid1, env
+        )
         made.append(s)
         return s
 

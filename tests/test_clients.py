@@ -32,6 +32,7 @@ TAI64_UNIX = 4611686018427387914  # 2^62 + 10
 
 # --- running programs and comparing them -------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Result:
     rc: int
@@ -53,8 +54,9 @@ def assert_same(ours: Result, djbs: Result, what: str) -> None:
         raise AssertionError(f"{what}: ours and djb's differ\n  ours:  {ours}\n  djb's: {djbs}")
 
 
-def golden(ours: list, djbs: list, cwd: Path | None = None, env: dict[str, str] | None = None,
-           tries: int = 5) -> tuple[Result, Result]:
+def golden(
+    ours: list, djbs: list, cwd: Path | None = None, env: dict[str, str] | None = None, tries: int = 5
+) -> tuple[Result, Result]:
     """Runs djb's command, ours, then djb's again; returns (ours, djb's) for the caller's assert_same.
 
     svstat's seconds tick, and glibc's time() (djb's) lags musl's (ours) by up to a clock tick, so a run
@@ -98,14 +100,25 @@ def test_compiles_without_warnings(name):
     cc = "musl-gcc" if shutil.which("musl-gcc") else "cc"
     proc = subprocess.run(
         [cc, "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"src/{name}.c"],
-        cwd=INIT, capture_output=True, text=True, check=False)
+        cwd=INIT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 # --- service directories made by hand ----------------------------------------------------------------
 
-def status_record(pid: int = 0, paused: int = 0, want: bytes = b"u", age: int = 5, label: int | None = None,
-                  extra: bytes = b"") -> bytes:
+
+def status_record(
+    pid: int = 0,
+    paused: int = 0,
+    want: bytes = b"u",
+    age: int = 5,
+    label: int | None = None,
+    extra: bytes = b"",
+) -> bytes:
     """An 18-byte daemontools status record (plus *extra*): TAI64N label, pid, paused, want."""
     if label is None:
         label = TAI64_UNIX + int(time.time()) - age
@@ -214,11 +227,20 @@ def make_odd(root: Path, name: str) -> Path:
 
 
 # status-is-a-directory is left out: there djb's svstat has a bug (test_svstat_read_error_differs_from_djb).
-ODD = ["not-running", "no-ok-fifo", "no-supervise-dir", "ok-is-a-directory", "ok-is-a-file",
-       "down-dangling-symlink", "not-a-directory", "missing"]
+ODD = [
+    "not-running",
+    "no-ok-fifo",
+    "no-supervise-dir",
+    "ok-is-a-directory",
+    "ok-is-a-file",
+    "down-dangling-symlink",
+    "not-a-directory",
+    "missing",
+]
 
 
 # --- svstat ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", SUPERVISED)
 def test_svstat_status_records(ours, djb, tmp_path, holder, name):
@@ -240,9 +262,20 @@ def test_svstat_expected_lines(ours, tmp_path, holder):
         make_supervised(tmp_path, name, holder)
     for name in ("not-running", "not-a-directory", "missing", "no-ok-fifo"):
         make_odd(tmp_path, name)
-    out = run([ours / "svstat", "future-label", "up-everything", "down-want-up-normally-up",
-               "truncated-10-bytes", "not-running", "not-a-directory", "missing", "no-ok-fifo"],
-              cwd=tmp_path)
+    out = run(
+        [
+            ours / "svstat",
+            "future-label",
+            "up-everything",
+            "down-want-up-normally-up",
+            "truncated-10-bytes",
+            "not-running",
+            "not-a-directory",
+            "missing",
+            "no-ok-fifo",
+        ],
+        cwd=tmp_path,
+    )
     assert out.rc == 0 and out.err == b""
     lines = out.out.decode().splitlines()
     assert lines[0] == "future-label: up (pid 5) 0 seconds"
@@ -281,7 +314,8 @@ def test_svstat_read_error_differs_from_djb(ours, djb, tmp_path, holder):
     assert theirs.out.decode().splitlines()[1].startswith("status-is-a-directory: up (pid 1234) ")
     mine = run([ours / "svstat", "up-paused", "status-is-a-directory"], cwd=tmp_path)
     assert mine.out.decode().splitlines()[1] == (
-        "status-is-a-directory: unable to read supervise/status: is a directory")
+        "status-is-a-directory: unable to read supervise/status: is a directory"
+    )
 
 
 def test_svstat_without_arguments(ours, djb, tmp_path):
@@ -334,14 +368,24 @@ def test_svc_errors_match_djb(ours, djb, tmp_path, case):
 def test_svc_messages_spelled_out(ours, tmp_path):
     make_odd(tmp_path, "not-running")
     bad = run([ours / "svc", "-uz", "x"], cwd=tmp_path)
-    assert bad == Result(100, b"", (
-        b"svc: illegal option -- z\n"
-        b"svc options: u up, d down, o once, x exit, p pause, c continue, h hup, a alarm, i interrupt, "
-        b"t term, k kill\n"))
+    assert bad == Result(
+        100,
+        b"",
+        (
+            b"svc: illegal option -- z\n"
+            b"svc options: u up, d down, o once, x exit, p pause, c continue, h hup, a alarm, i interrupt, "
+            b"t term, k kill\n"
+        ),
+    )
     warned = run([ours / "svc", "-u", "not-running", "missing"], cwd=tmp_path)
-    assert warned == Result(0, b"", (
-        b"svc: warning: unable to control not-running: supervise not running\n"
-        b"svc: warning: unable to chdir to missing: file does not exist\n"))
+    assert warned == Result(
+        0,
+        b"",
+        (
+            b"svc: warning: unable to control not-running: supervise not running\n"
+            b"svc: warning: unable to chdir to missing: file does not exist\n"
+        ),
+    )
 
 
 def read_control(d: Path, argv: list) -> bytes:
@@ -355,11 +399,14 @@ def read_control(d: Path, argv: list) -> bytes:
         os.close(fd)
 
 
-@pytest.mark.parametrize("letters, expected", [
-    ("-udopchaitkx", b"udopchaitkx"),
-    ("-uudduu", b"ud"),
-    ("-kt", b"kt"),
-])
+@pytest.mark.parametrize(
+    "letters, expected",
+    [
+        ("-udopchaitkx", b"udopchaitkx"),
+        ("-uudduu", b"ud"),
+        ("-kt", b"kt"),
+    ],
+)
 def test_svc_writes_letters_like_djb(ours, djb, tmp_path, letters, expected):
     d = crafted(tmp_path, "s", status_record())
     assert read_control(d, [djb / "svc", letters, d]) == expected
@@ -381,8 +428,21 @@ def test_svc_one_nonblocking_open_and_one_write(ours, djb, tmp_path, who):
     trace = tmp_path / "trace"
     fd = os.open(d / "supervise" / "control", os.O_RDONLY | os.O_NONBLOCK)
     try:
-        res = run(["strace", "-qq", "-e", "trace=open,openat,write", "-e", "signal=none", "-o", trace,
-                   svc, "-uhhaud", d])
+        res = run(
+            [
+                "strace",
+                "-qq",
+                "-e",
+                "trace=open,openat,write",
+                "-e",
+                "signal=none",
+                "-o",
+                trace,
+                svc,
+                "-uhhaud",
+                d,
+            ]
+        )
     finally:
         os.close(fd)
     assert res.rc == 0, res
@@ -393,8 +453,15 @@ def test_svc_one_nonblocking_open_and_one_write(ours, djb, tmp_path, who):
     assert len(writes) == 1 and re.fullmatch(r"write\(\d+, \"uhad\", 4\) *= 4", writes[0]), lines
 
 
-SVOK_CASES = ["not-running", "no-ok-fifo", "no-supervise-dir", "ok-is-a-directory", "ok-is-a-file",
-              "not-a-directory", "missing"]
+SVOK_CASES = [
+    "not-running",
+    "no-ok-fifo",
+    "no-supervise-dir",
+    "ok-is-a-directory",
+    "ok-is-a-file",
+    "not-a-directory",
+    "missing",
+]
 
 
 @pytest.mark.parametrize("name", SVOK_CASES)
@@ -407,15 +474,24 @@ def test_svok_exit_codes(ours, djb, tmp_path, holder):
     make_supervised(tmp_path, "up", holder)
     for name in SVOK_CASES:
         make_odd(tmp_path, name)
-    expected = {"up": 0, "not-running": 100, "no-ok-fifo": 100, "no-supervise-dir": 100, "ok-is-a-file": 0,
-                "ok-is-a-directory": 111, "not-a-directory": 111, "missing": 111}
+    expected = {
+        "up": 0,
+        "not-running": 100,
+        "no-ok-fifo": 100,
+        "no-supervise-dir": 100,
+        "ok-is-a-file": 0,
+        "ok-is-a-directory": 111,
+        "not-a-directory": 111,
+        "missing": 111,
+    }
     for name, rc in expected.items():
         for who in (ours, djb):
             assert run([who / "svok", name], cwd=tmp_path).rc == rc, (who, name)
     assert run([ours / "svok"]) == Result(100, b"", b"svok: usage: svok dir\n")
     assert_same(*golden(*both(ours, djb, "svok")), "svok without arguments")
     assert run([ours / "svok", "ok-is-a-directory"], cwd=tmp_path) == Result(
-        111, b"", b"svok: fatal: unable to open ok-is-a-directory/supervise/ok: is a directory\n")
+        111, b"", b"svok: fatal: unable to open ok-is-a-directory/supervise/ok: is a directory\n"
+    )
 
 
 # --- against a real supervise --------------------------------------------------------------------------
@@ -436,8 +512,13 @@ class Service:
         self.dir = make_service(root, "svc", RUN, down=down)
         self.pids: set[int] = set()
         self.out = open(root / "supervise.out", "wb")  # noqa: SIM115 (closed by close())
-        self.proc = subprocess.Popen([str(supervise), str(self.dir)], stdin=subprocess.DEVNULL,
-                                     stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(supervise), str(self.dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for(lambda: self.ok(), 5, what="supervise to open supervise/ok")
 
     def ok(self) -> bool:
@@ -461,8 +542,11 @@ class Service:
         return self.status()[0]
 
     def wait_up(self, other_than: int = 0) -> int:
-        return wait_for(lambda: self.pid() not in (0, other_than) and self.pid(), 10,
-                        what=f"the service up (not pid {other_than})")
+        return wait_for(
+            lambda: self.pid() not in (0, other_than) and self.pid(),
+            10,
+            what=f"the service up (not pid {other_than})",
+        )
 
     def wait_down(self) -> None:
         wait_for(lambda: self.pid() == 0, 10, what="the service down")
@@ -522,8 +606,9 @@ def supervise(request, djb) -> Path:
     if request.param == "djb":
         return djb / "supervise"
     if (INIT / "src" / "supervise.c").exists():
-        proc = subprocess.run(["make", "-C", str(INIT), "build/supervise"], capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(
+            ["make", "-C", str(INIT), "build/supervise"], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             pytest.skip(f"svinit's supervise does not build yet:\n{proc.stderr[-2000:]}")
     if not (INIT / "build" / "supervise").exists():
@@ -583,7 +668,9 @@ def test_kill_and_restart(client, service):
     new = s.wait_up(other_than=pid)
     assert not alive(pid)
     assert "TERM" not in s.events() and [e for e in s.events() if e.startswith("start")] == [
-        f"start {pid}", f"start {new}"]
+        f"start {pid}",
+        f"start {new}",
+    ]
 
 
 def test_down_then_up(client, service):
@@ -725,17 +812,35 @@ def test_envdir_environment_matches_djb(ours, djb, tmp_path, case):
 
 
 def test_envdir_values_spelled_out(ours, tmp_path):
-    files = {**ENVDIRS["trailing-blanks"], **ENVDIRS["nul-bytes"], **ENVDIRS["multi-line"],
-             **ENVDIRS["empty-file-removes"], **ENVDIRS["equals"], "SP": b"   \t\nx", ".hidden": b"no"}
+    files = {
+        **ENVDIRS["trailing-blanks"],
+        **ENVDIRS["nul-bytes"],
+        **ENVDIRS["multi-line"],
+        **ENVDIRS["empty-file-removes"],
+        **ENVDIRS["equals"],
+        "SP": b"   \t\nx",
+        ".hidden": b"no",
+    }
     make_envdir(tmp_path, files)
     res = run([ours / "envdir", "env", "env", "-0"], cwd=tmp_path, env=BASE_ENV)
     assert res.rc == 0 and res.err == b""
     got = dict(v.split(b"=", 1) for v in res.out.split(b"\0") if v)
-    assert got == {b"PATH": b"/usr/bin:/bin", b"KEEP": b"kept", b"L": b"dangling",
-                   b"A": b"value", b"B": b"  lead and trail",
-                   b"N": b"one\ntwo\n\nthree", b"M": b"\n",
-                   b"ML": b"first line", b"NL": b"", b"CR": b"dos\r", b"SP": b"",
-                   b"EQ": b"a=b=c", b"X": b"Y=v", b"Z": b"W"}
+    assert got == {
+        b"PATH": b"/usr/bin:/bin",
+        b"KEEP": b"kept",
+        b"L": b"dangling",
+        b"A": b"value",
+        b"B": b"  lead and trail",
+        b"N": b"one\ntwo\n\nthree",
+        b"M": b"\n",
+        b"ML": b"first line",
+        b"NL": b"",
+        b"CR": b"dos\r",
+        b"SP": b"",
+        b"EQ": b"a=b=c",
+        b"X": b"Y=v",
+        b"Z": b"W",
+    }
 
 
 def test_envdir_dangling_symlink_removes(ours, djb, tmp_path):
@@ -802,8 +907,10 @@ def test_envdir_messages_spelled_out(ours, tmp_path):
     usage = Result(111, b"", b"envdir: usage: envdir dir child\n")
     assert run([ours / "envdir", "env"], cwd=tmp_path) == usage
     assert run([ours / "envdir", "withsub", "true"], cwd=tmp_path) == Result(
-        111, b"", b"envdir: fatal: unable to read withsub/sub: is a directory\n")
+        111, b"", b"envdir: fatal: unable to read withsub/sub: is a directory\n"
+    )
     assert run([ours / "envdir", "env", "./notexec"], cwd=tmp_path) == Result(
-        111, b"", b"envdir: fatal: unable to run ./notexec: access denied\n")
+        111, b"", b"envdir: fatal: unable to run ./notexec: access denied\n"
+    )
     mode = (tmp_path / "notexec").stat().st_mode
     assert not mode & stat.S_IXUSR

@@ -17,11 +17,15 @@ HOOKED = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGPW
 def test_a_storm_of_orphans_leaves_no_zombie(scanner, scandir, tmp_path):
     done = tmp_path / "done"
     # 2000 grandchildren whose parents exit at once: all are re-parented to process 1 and die there
-    make_service(scandir, "storm", f"""
+    make_service(
+        scandir,
+        "storm",
+        f"""
 i=0
 while [ $i -lt 2000 ]; do (sleep 0.01 &) ; i=$((i+1)); done
 touch {done}
-exec sleep 1000""")
+exec sleep 1000""",
+    )
     s = scanner(scandir, pid1=True)
     wait_for(lambda: done.exists(), timeout=60, what="the storm to be started")
     wait_for(lambda: not zombies_of(s.pid), timeout=5, interval=0.1, what="no zombie children of svscan")
@@ -37,8 +41,13 @@ def test_every_diverted_signal_runs_its_hook(scanner, scandir, tmp_path):
     wait_for(lambda: svstatus(scandir / "a")[1] == "r")
     for name in HOOKED:
         os.kill(s.pid, getattr(signal, name))
-        wait_for(lambda: ran.exists() and any(line.startswith(name + " ") for line in ran.read_text().splitlines()),
-                 timeout=3, what=f"the {name} hook")
+        wait_for(
+            lambda: (
+                ran.exists() and any(line.startswith(name + " ") for line in ran.read_text().splitlines())
+            ),
+            timeout=3,
+            what=f"the {name} hook",
+        )
     assert s.ns.alive()
     assert svstatus(scandir / "a")[1] == "r", "a hook must not disturb the services"
 
@@ -70,10 +79,37 @@ def test_without_hooks_hup_rescans_and_term_is_ignored_by_process_1(scanner, sca
 
 def test_survives_every_signal_and_still_works(scanner, scandir):
     s = scanner(scandir, pid1=True)
-    names = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGPWR", "SIGWINCH", "SIGALRM",
-             "SIGPIPE", "SIGSEGV", "SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGXCPU",
-             "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGSTKFLT", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGCONT",
-             "SIGCHLD", "SIGURG", "SIGIO"]
+    names = [
+        "SIGTERM",
+        "SIGINT",
+        "SIGHUP",
+        "SIGQUIT",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGPWR",
+        "SIGWINCH",
+        "SIGALRM",
+        "SIGPIPE",
+        "SIGSEGV",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGSYS",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGSTKFLT",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGCONT",
+        "SIGCHLD",
+        "SIGURG",
+        "SIGIO",
+    ]
     for name in names:
         os.kill(s.pid, getattr(signal, name))
     time.sleep(0.5)
@@ -130,14 +166,19 @@ def test_unusable_scan_directory_gives_a_shell_on_the_terminal(init_bin, tmp_pat
 def test_without_a_shell_it_waits_and_tries_again(init_bin, tmp_path, have_unshare):
     scan = tmp_path / "later"
     script = f'mount --bind /dev/null /bin/sh && exec "{init_bin}/svscan" "{scan}"'
-    ns, term = on_a_terminal(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script],
-                             tmp_path / "out.log", env={"PATH": f"{init_bin}:/usr/bin:/bin"})
+    ns, term = on_a_terminal(
+        ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script],
+        tmp_path / "out.log",
+        env={"PATH": f"{init_bin}:/usr/bin:/bin"},
+    )
     try:
         read_until(term, b"unable to exec /bin/sh")
         read_until(term, b"trying again in 5 seconds")
         make_service(scan, "a", "exec sleep 1000")
         # /bin/sh is masked, so run cannot start; that supervise runs proves svscan got going
-        wait_for(lambda: svstatus(scan / "a")[1] == "b", timeout=10, what="svscan to start once the dir exists")
+        wait_for(
+            lambda: svstatus(scan / "a")[1] == "b", timeout=10, what="svscan to start once the dir exists"
+        )
         assert ns.alive()
     finally:
         ns.close()
@@ -154,4 +195,3 @@ def test_garbage_on_svscans_control_fifo(scanner, scandir, letters):
     s.control(b"a")
     wait_for(lambda: svstatus(scandir / "a")[1] == "r", timeout=3)
     assert s.ns.alive()
-

@@ -45,8 +45,16 @@ class Supervised:
     def __init__(self, init_bin: Path, svdir: Path, log: Path):
         self.svdir = svdir
         self.ns = PidNamespace(
-            ["sh", "-c", '"$1" "$2"; echo "supervise exited $?"; sleep 1000', "sh", str(init_bin / "supervise"),
-             str(svdir)], log)
+            [
+                "sh",
+                "-c",
+                '"$1" "$2"; echo "supervise exited $?"; sleep 1000',
+                "sh",
+                str(init_bin / "supervise"),
+                str(svdir),
+            ],
+            log,
+        )
 
     def supervise_pid(self) -> int:
         from tests.util import children_of, comm
@@ -98,7 +106,10 @@ def test_restarts_are_one_second_apart_and_cheap(supervised, tmp_path):
 
 def test_down_file_and_control_letters(supervised, tmp_path):
     marker = tmp_path / "signals"
-    d = make_service(tmp_path, "a", f"""
+    d = make_service(
+        tmp_path,
+        "a",
+        f"""
 trap 'echo HUP >> {marker}' HUP
 trap 'echo ALRM >> {marker}' ALRM
 trap 'echo INT >> {marker}' INT
@@ -106,13 +117,22 @@ trap 'echo USR1 >> {marker}' USR1
 trap 'echo USR2 >> {marker}' USR2
 trap 'echo QUIT >> {marker}' QUIT
 trap 'echo TERM >> {marker}; exit 0' TERM
-while :; do sleep 0.05; done""", down=True)
+while :; do sleep 0.05; done""",
+        down=True,
+    )
     s = supervised(d)
     wait_for(lambda: status(d)[17:18] == b"d", what="status with want down")
     assert pid_of(d) == 0 and state_of(d) == "d"
     control(d, b"u")
     pid = s.ns.host_pid(wait_for(lambda: pid_of(d), what="svc -u to start run"))
-    for letter, name in [(b"h", "HUP"), (b"a", "ALRM"), (b"i", "INT"), (b"1", "USR1"), (b"2", "USR2"), (b"q", "QUIT")]:
+    for letter, name in [
+        (b"h", "HUP"),
+        (b"a", "ALRM"),
+        (b"i", "INT"),
+        (b"1", "USR1"),
+        (b"2", "USR2"),
+        (b"q", "QUIT"),
+    ]:
         control(d, letter)
         wait_for(lambda: name in marker.read_text(), what=f"{name} from {letter!r}")
     control(d, b"p")
@@ -189,8 +209,11 @@ def test_broken_run_is_reported_once_and_retried(supervised, tmp_path, case):
     elif case == "bad interpreter":
         write_exec(d / "run", "#!/nonexistent/interpreter\n")
     s = supervised(d)
-    expected = {"missing": "file does not exist", "not executable": "access denied",
-                "bad interpreter": "file does not exist"}[case]
+    expected = {
+        "missing": "file does not exist",
+        "not executable": "access denied",
+        "bad interpreter": "file does not exist",
+    }[case]
     wait_for(lambda: f"unable to start {d}/run: {expected}" in s.output(), what="the error message")
     time.sleep(2.5)
     assert s.output().count("unable to start") == 1, s.output()
@@ -208,7 +231,7 @@ def test_garbage_on_control_is_ignored(supervised, tmp_path):
     letters = set(b"udopchaitkxq12w")
     garbage = bytes(b for b in os.urandom(20000) if b not in letters)[:4000]
     for i in range(0, len(garbage), 500):
-        control(d, garbage[i:i + 500])
+        control(d, garbage[i : i + 500])
     time.sleep(0.3)
     assert pid_of(d) == pid and s.supervise_pid()
     control(d, b"d")

@@ -75,8 +75,11 @@ def test_killed_supervise_is_restarted(scanner, scandir):
     old = wait_for(lambda: s.supervisors().get("a"))
     wait_for(lambda: svstatus(scandir / "a")[0])
     os.kill(old, signal.SIGKILL)
-    new = wait_for(lambda: s.supervisors().get("a") not in (None, old) and s.supervisors()["a"],
-                   timeout=3, what="a new supervise")
+    new = wait_for(
+        lambda: s.supervisors().get("a") not in (None, old) and s.supervisors()["a"],
+        timeout=3,
+        what="a new supervise",
+    )
     assert new != old
 
 
@@ -105,9 +108,12 @@ def test_removed_service_keeps_its_supervise(scanner, scandir, tmp_path):
 
 def test_term_stops_services_then_loggers_then_exits_0(scanner, scandir, tmp_path):
     out = tmp_path / "log.out"
-    make_service(scandir, "a", "trap 'echo service a stopping; exit 0' TERM\necho service a up\n"
-                 "while :; do sleep 0.05; done",
-                 log=f'while IFS= read -r l; do echo "$l" >> {out}; done; echo "logger saw end of file" >> {out}')
+    make_service(
+        scandir,
+        "a",
+        "trap 'echo service a stopping; exit 0' TERM\necho service a up\nwhile :; do sleep 0.05; done",
+        log=f'while IFS= read -r l; do echo "$l" >> {out}; done; echo "logger saw end of file" >> {out}',
+    )
     make_service(scandir, "stubborn", "trap '' TERM\nwhile :; do sleep 0.05; done")
     s = scanner(scandir)
     wait_for(lambda: out.exists() and "service a up" in out.read_text())
@@ -157,9 +163,72 @@ def test_interoperates_with_djb(scanner, scandir, tmp_path, djb_bin, svscan_impl
     make_service(scandir, "a", "echo line one; exec sleep 1000", log=f"exec cat > {out}")
     s = scanner(scandir, svscan=svscan_impl, supervise=supervise_impl)
     wait_for(lambda: out.exists() and out.read_text() == "line one\n", timeout=8, what="a's line in its log")
-    st = subprocess.run([djb_bin / "svstat", scandir / "a", scandir / "a" / "log"], capture_output=True,
-                        text=True).stdout.splitlines()
+    st = subprocess.run(
+        [djb_bin / "svstat", scandir / "a", scandir / "a" / "log"], capture_output=True, text=True
+    ).stdout.splitlines()
     assert all(": up (pid " in line for line in st), st
     if svscan_impl == "ours":
         os.kill(s.pid, signal.SIGTERM)
-        wait_for(lambda: "svscan exited 0" in s.output(), timeout=10, what="ordered stop with djb's supervise")
+        wait_for(
+            lambda: "svscan exited 0" in s.output(), timeout=10, what="ordered stop with djb's supervise"
+        )
+
+
+WRITER = """
+import os, signal, sys
+stop = False
+def term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, term)
+i = 0
+while not stop:
+    os.write(1, b"%d\\n" % i)  # one line per write(2), as a line-at-a-time service does
+    i += 1
+open(sys.argv[1], "w").write(str(i))
+"""
+
+
+def logged_numbers(logdir) -> list[int]:
+    nums = []
+    for f in sorted(logdir.iterdir()):
+        if f.name == "current" or f.name.startswith("@"):
+            for line in f.read_text().splitlines():
+                nums.append(int(line.split(" ", 1)[1]))
+    return nums
+
+
+def test_logger_killed_while_its_service_writes_loses_no_line(scanner, scandir, tmp_path):
+    import sys
+
+    count = tmp_path / "count"
+    (tmp_path / "writer.py").write_text(WRITER)
+    make_service(
+        scandir,
+        "seq",
+        f"exec {sys.executable} {tmp_path}/writer.py {count}",
+        log="exec multilog t s16777215 n100 ./main",
+    )
+    s = scanner(scandir)
+    logsv = scandir / "seq" / "log"
+    for _ in range(6):
+        pid = wait_for(lambda: svstatus(logsv)[0] if svstatus(logsv)[1] == "r" else 0, 5, what="multilog up")
+        time.sleep(0.4)
+        os.kill(s.ns.host_pid(pid), signal.SIGKILL)
+        wait_for(lambda: svstatus(logsv)[0] != pid, 5, what="multilog restarted")
+    time.sleep(0.5)
+    os.kill(s.pid, signal.SIGTERM)
+    wait_for(lambda: "svscan exited 0" in s.output(), 20, what="the ordered stop")
+    written = int(count.read_text())
+    seen = set(logged_numbers(logsv / "main"))
+    missing = [n for n in range(written) if n not in seen]
+    assert written > 10000
+    assert not missing, f"{len(missing)} of {written} lines lost, first {missing[:5]}"
+
+
+def test_the_lost_line_check_can_fail(tmp_path):
+    d = tmp_path / "main"
+    d.mkdir()
+    (d / "current").write_text("".join(f"@400000000000000000000000 {n}\n" for n in range(100) if n != 57))
+    seen = set(logged_numbers(d))
+    assert [n for n in range(100) if n not in seen] == [57]

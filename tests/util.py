@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
+
+from svinit.pidns import PidNamespace, children_of, comm  # noqa: F401 (the tests import them from here)
 
 T = TypeVar("T")
 
@@ -62,102 +65,11 @@ def zombies_of(pid: int) -> list[int]:
     return out
 
 
-def children_of(pid: int) -> list[int]:
-    """Direct children of *pid* (from /proc)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
-def comm(pid: int) -> str:
-    with open(f"/proc/{pid}/comm") as f:
-        return f.read().strip()
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of *pid* in seconds."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class PidNamespace:
-    """Runs *argv* as process 1 of a new PID namespace (unshare --pid --fork --mount-proc).
-
-    The whole namespace dies with it: closing kills process 1, and the kernel kills the rest.
-    Output (stdout and stderr) goes to *log*.
-    """
-
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None,
-                 stdin=None):
-        import subprocess
-
-        self.log = log
-        self._out = open(log, "ab")
-        self.unshare = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv],
-            stdout=self._out, stderr=subprocess.STDOUT, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-            env=env, cwd=cwd, start_new_session=True,
-        )
-        self.pid = wait_for(lambda: children_of(self.unshare.pid), 5, what="process 1 of the namespace")[0]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def host_pid(self, nspid: int) -> int:
-        """The host's pid of the process that this namespace calls *nspid* (0 when there is none)."""
-        ns = os.readlink(f"/proc/{self.pid}/ns/pid")
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                if os.readlink(f"/proc/{entry}/ns/pid") != ns:
-                    continue
-                with open(f"/proc/{entry}/status") as f:
-                    for line in f:
-                        if line.startswith("NSpid:") and int(line.split()[-1]) == nspid:
-                            return int(entry)
-            except (OSError, ValueError):
-                continue
-        return 0
-
-    def alive(self) -> bool:
-        return self.unshare.poll() is None
-
-    def wait(self, timeout: float) -> int:
-        """Waits for process 1 to exit; returns its exit status as unshare reports it."""
-        return self.unshare.wait(timeout)
-
-    def close(self) -> None:
-        import signal
-        import subprocess
-
-        if self.unshare.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                self.unshare.wait(5)
-            except subprocess.TimeoutExpired:
-                self.unshare.kill()
-                self.unshare.wait()
-        self._out.close()
-
-    def __enter__(self) -> "PidNamespace":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class Scanner:
@@ -167,22 +79,36 @@ class Scanner:
     With pid1=True svscan is process 1; otherwise it runs under `sh`, which prints "svscan exited N".
     """
 
-    def __init__(self, svscan: Path, scandir: Path, path: list[Path], log: Path, pid1: bool = False,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        svscan: Path,
+        scandir: Path,
+        path: list[Path],
+        log: Path,
+        pid1: bool = False,
+        env: dict[str, str] | None = None,
+    ):
         e = {"PATH": os.pathsep.join([str(p) for p in path] + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"])}
         e.update(env or {})
         if pid1:
             argv = [str(svscan), str(scandir)]
         else:
-            argv = ["sh", "-c", '"$1" "$2"; echo "svscan exited $?"; exec sleep 100000', "sh", str(svscan),
-                    str(scandir)]
+            argv = [
+                "sh",
+                "-c",
+                '"$1" "$2"; echo "svscan exited $?"; exec sleep 100000',
+                "sh",
+                str(svscan),
+                str(scandir),
+            ]
         self.scandir = scandir
         self.ns = PidNamespace(argv, log, env=e)
         if pid1:
             self.pid = self.ns.pid
         else:
-            self.pid = wait_for(lambda: [p for p in children_of(self.ns.pid) if comm(p) == "svscan"],
-                                5, what="svscan")[0]
+            self.pid = wait_for(
+                lambda: [p for p in children_of(self.ns.pid) if comm(p) == "svscan"], 5, what="svscan"
+            )[0]
 
     def output(self) -> str:
         return self.ns.output()
