@@ -1,0 +1,18 @@
+# provides: env
+# The container's environment (docker run -e) as an envdir, /run/svinit/env, one file per variable:
+# a service reads it with `envdir /run/svinit/env CMD`. svscan and services otherwise start with a clean
+# environment. Values are cut at their first newline (envdir's rule).
+[ "$virt" = container ] || return 0
+envd=$SVINIT_RUN/env
+rm -rf "$envd" && mkdir -p "$envd" || return 1
+export -p | while IFS= read -r line; do
+  case $line in "export "*) ;; *) continue ;; esac
+  name=${line#export }
+  name=${name%%=*}
+  case $name in
+    PATH | HOME | HOSTNAME | TERM | PWD | OLDPWD | SHLVL | container | SVINIT_*) continue ;;
+    *[!A-Za-z0-9_]* | '') continue ;;
+  esac
+  eval "value=\${$name-}"
+  printf '%s\n' "$value" > "$envd/$name"
+done

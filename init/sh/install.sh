@@ -1,0 +1,45 @@
+#!/bin/sh
+# Installs svinit's sh parts into the tree $DESTDIR (called by `make install`; the C programs are
+# installed by the Makefile into $DESTDIR/usr/bin):
+#   /sbin/init                    stage 1
+#   /sbin/{poweroff,reboot,halt,shutdown,runlevel}
+#   /lib/svinit/                  lib.sh, resolve.sh, front, shutdown, final.sh, the shutdown service
+#   /lib/svinit/boot.d, shutdown.d   the drop-ins
+#   /lib/svinit/wrap/supervise    the supervise wrapper, first in svscan's PATH
+#   /lib/svinit/svscan/           svscan's hooks, linked from /service/.svscan
+#   /service/svscan-log           svscan's logger
+#   /etc/svinit/boot.d, /etc/svinit/runlevels/default   for the user's own
+set -eu
+src=$(cd "$(dirname "$0")" && pwd)
+D=${DESTDIR:-}
+[ -n "$D" ] || { echo "install.sh: DESTDIR must be set (the tree images are made from)" >&2; exit 100; }
+
+inst() {  # MODE SRC DEST: replaces DEST, even when it is a symlink (busybox's applets are)
+  mkdir -p "$(dirname "$3")"
+  rm -f "$3"
+  cp "$2" "$3"
+  chmod "$1" "$3"
+}
+
+inst 0755 "$src/sbin/init" "$D/sbin/init"
+inst 0755 "$src/sbin/poweroff" "$D/sbin/poweroff"
+for a in reboot halt; do rm -f "$D/sbin/$a"; ln -s poweroff "$D/sbin/$a"; done
+inst 0755 "$src/sbin/shutdown" "$D/sbin/shutdown"
+inst 0755 "$src/sbin/runlevel" "$D/sbin/runlevel"
+
+L=$D/lib/svinit
+for f in lib.sh resolve.sh final.sh svinit-shutdown.run; do inst 0644 "$src/lib/$f" "$L/$f"; done
+chmod 0755 "$L/svinit-shutdown.run"
+for f in front shutdown; do inst 0755 "$src/lib/$f" "$L/$f"; done
+inst 0755 "$src/lib/wrap-supervise" "$L/wrap/supervise"
+for f in "$src"/boot.d/*.sh; do inst 0644 "$f" "$L/boot.d/${f##*/}"; done
+for f in "$src"/shutdown.d/*.sh; do inst 0644 "$f" "$L/shutdown.d/${f##*/}"; done
+for f in "$src"/svscan/*; do inst 0755 "$f" "$L/svscan/${f##*/}"; done
+
+mkdir -p "$D/service/.svscan"
+for f in "$src"/svscan/*; do
+  rm -f "$D/service/.svscan/${f##*/}"
+  ln -s "/lib/svinit/svscan/${f##*/}" "$D/service/.svscan/${f##*/}"
+done
+inst 0755 "$src/service/svscan-log/run" "$D/service/svscan-log/run"
+mkdir -p "$D/etc/svinit/boot.d" "$D/etc/svinit/runlevels/default" "$D/run" "$D/var/log"

@@ -1,0 +1,159 @@
+# svinit's shared sh functions, sourced by stage 1, boot and shutdown drop-ins, and the commands.
+# POSIX sh (busybox ash, dash). Nothing runs when this is sourced but variable defaults.
+
+SVINIT_LIB=${SVINIT_LIB:-/lib/svinit}
+SVINIT_RUN=${SVINIT_RUN:-/run/svinit}
+SVINIT_ETC=${SVINIT_ETC:-/etc/svinit}
+
+# Say something, on stderr, prefixed; sv_warn and sv_fail mark what needs attention.
+sv_say() { printf 'svinit: %s\n' "$*" >&2; }
+sv_warn() { printf 'svinit: warning: %s\n' "$*" >&2; }
+sv_fail() { printf 'svinit: error: %s\n' "$*" >&2; }
+
+# The scan directory svscan runs in (/service, or its copy in /run when /service is read-only).
+sv_scandir() {
+  if [ -r "$SVINIT_RUN/scandir" ]; then
+    read -r _sv_d < "$SVINIT_RUN/scandir" && printf '%s\n' "$_sv_d" && return 0
+  fi
+  printf '%s\n' /service
+}
+
+# container or vm: decided once by stage 1, read by everybody else.
+sv_virt() {
+  if [ -r "$SVINIT_RUN/virt" ]; then
+    read -r _sv_v < "$SVINIT_RUN/virt" && printf '%s\n' "$_sv_v" && return 0
+  fi
+  printf '%s\n' "${SVINIT_VIRT:-vm}"
+}
+
+# Sleeps a fraction of a second where sleep allows it (busybox and GNU do).
+sv_nap() { sleep "${1:-0.02}" 2>/dev/null || sleep 1; }
+
+# Milliseconds since boot, from /proc/uptime (no external command).
+sv_ms() {
+  read -r _sv_up _sv_rest < /proc/uptime
+  _sv_s=${_sv_up%.*}
+  _sv_f=${_sv_up#*.}
+  printf '%s\n' $((_sv_s * 1000 + ${_sv_f#0} * 10))
+}
+
+# Is $1 a service directory svscan runs (a directory not starting with '.')?
+sv_is_service() {
+  case ${1##*/} in .*) return 1 ;; esac
+  [ -d "$1" ]
+}
+
+# Service directories of the scan directory, one per line, without the shutdown service.
+sv_services() {
+  for _sv_s in "$(sv_scandir)"/*; do
+    sv_is_service "$_sv_s" || continue
+    case ${_sv_s##*/} in svinit-shutdown) continue ;; esac
+    printf '%s\n' "$_sv_s"
+  done
+}
+
+# Is a supervise running in $1? (svok, and our status record says so when djb's svok is absent.)
+sv_supervised() { svok "$1" 2>/dev/null; }
+
+# Is the service in $1 up (its supervise running, run running)?
+sv_up() {
+  case $(svstat "$1" 2>/dev/null) in *": up (pid "*) return 0 ;; esac
+  return 1
+}
+
+# Waits until every service that should run (no `down` file) and every logger is up; at most $1 s.
+sv_wait_up() {
+  _sv_end=$(( $(sv_ms) + ${1:-30} * 1000 ))
+  while :; do
+    _sv_all=1
+    for _sv_d in $(sv_services); do
+      for _sv_x in "$_sv_d" "$_sv_d/log"; do
+        [ -d "$_sv_x" ] || continue
+        [ -e "$_sv_x/down" ] && continue
+        sv_up "$_sv_x" || { _sv_all=; break 2; }
+      done
+    done
+    [ -n "$_sv_all" ] && return 0
+    [ "$(sv_ms)" -ge "$_sv_end" ] && return 1
+    sv_nap 0.01
+  done
+}
+
+# Asks for a clean shutdown: ACTION is poweroff, reboot or halt; the first request wins. As the seed:
+# the shutdown service is linked into the scan directory, and svscan runs it.
+sv_request() {
+  mkdir -p "$SVINIT_RUN" || return 1
+  [ -e "$SVINIT_RUN/action" ] || echo "$1" > "$SVINIT_RUN/action"
+  _sv_sd=$(sv_scandir)
+  if [ ! -e "$SVINIT_RUN/svinit-shutdown/run" ]; then
+    mkdir -p "$SVINIT_RUN/svinit-shutdown"
+    cp "$SVINIT_LIB/svinit-shutdown.run" "$SVINIT_RUN/svinit-shutdown/run"
+  fi
+  ln -s "$SVINIT_RUN/svinit-shutdown" "$_sv_sd/svinit-shutdown" 2>/dev/null || return 0
+  # svinit's svscan starts it at once; djb's finds it at its next scan (5 s at most)
+  svscanctl -a "$_sv_sd" 2>/dev/null || :
+}
+
+# Stops the services given as arguments (svc -dx), waits until their supervise processes are gone, at
+# most $SV_GRACE s, then kills what is left (svc -kx) and waits at most 1 s more. Returns at once when
+# everything has stopped. Prints how long it took.
+sv_stop() {
+  [ $# -eq 0 ] && return 0
+  _sv_t0=$(sv_ms)
+  svc -dx "$@" 2>/dev/null
+  _sv_end=$((_sv_t0 + ${SV_GRACE:-3} * 1000))
+  _sv_killed=
+  while :; do
+    _sv_left=
+    for _sv_d in "$@"; do sv_supervised "$_sv_d" && _sv_left="$_sv_left $_sv_d"; done
+    [ -z "$_sv_left" ] && break
+    _sv_now=$(sv_ms)
+    if [ "$_sv_now" -ge "$_sv_end" ]; then
+      [ -n "$_sv_killed" ] && { sv_warn "still running after KILL:$_sv_left"; return 1; }
+      sv_warn "still running after ${SV_GRACE:-3} s, killing:$_sv_left"
+      # shellcheck disable=SC2086
+      svc -kx $_sv_left 2>/dev/null
+      _sv_killed=1
+      _sv_end=$((_sv_now + 1000))
+    fi
+    sv_nap 0.01
+  done
+  return 0
+}
+
+# The runlevel NAME: services named in some $SVINIT_ETC/runlevels/*/ are up in the runlevels that name
+# them and down in the others (a `down` file); services in no runlevel always run. With "now" as $2 the
+# running services are switched too (svc -u / svc -d).
+sv_runlevel() {
+  _sv_lvl=$SVINIT_ETC/runlevels/$1
+  if [ ! -d "$_sv_lvl" ]; then
+    sv_fail "runlevel '$1' does not exist (no directory $_sv_lvl)"
+    return 1
+  fi
+  _sv_sd=$(sv_scandir)
+  _sv_seen=' '
+  _sv_up=
+  _sv_down=
+  for _sv_e in "$SVINIT_ETC"/runlevels/*/*; do
+    [ -e "$_sv_e" ] || [ -L "$_sv_e" ] || continue
+    _sv_n=${_sv_e##*/}
+    case $_sv_seen in *" $_sv_n "*) continue ;; esac
+    _sv_seen="$_sv_seen$_sv_n "
+    if [ ! -d "$_sv_sd/$_sv_n" ]; then
+      sv_warn "runlevels name $_sv_n, which is not a service in $_sv_sd"
+      continue
+    fi
+    if [ -e "$_sv_lvl/$_sv_n" ] || [ -L "$_sv_lvl/$_sv_n" ]; then
+      rm -f "$_sv_sd/$_sv_n/down"
+      _sv_up="$_sv_up $_sv_sd/$_sv_n"
+    else
+      : > "$_sv_sd/$_sv_n/down"
+      _sv_down="$_sv_down $_sv_sd/$_sv_n"
+    fi
+  done
+  if [ "${2:-}" = now ]; then
+    # shellcheck disable=SC2086
+    { [ -z "$_sv_up" ] || svc -u $_sv_up; [ -z "$_sv_down" ] || svc -d $_sv_down; }
+  fi
+  echo "$1" > "$SVINIT_RUN/runlevel"
+}

@@ -1,0 +1,135 @@
+# Orders boot drop-ins by their headers, in pure POSIX sh: no external command (the seed's load.sh idea).
+#
+# A drop-in declares, in comment lines at its top:
+#   # provides: NAME...    (default: its file name without a leading "NN-" and the ".sh")
+#   # needs: NAME...       (what must have run before it)
+# sv_resolve FILE... sets SV_ORDER to the files that can run, dependencies first and otherwise in the
+# order given, one per line. A dependency cycle, or a need that nothing provides, is reported on stderr
+# naming the scripts; those scripts, and every script that needs them, are left out.
+
+# Variables are set through eval, which shellcheck cannot follow:
+# shellcheck disable=SC2154,SC2034
+
+_sv_name() {  # $1: path; sets _sv_nm to the default name
+  _sv_nm=${1##*/}
+  _sv_nm=${_sv_nm%.sh}
+  case $_sv_nm in [0-9]*-*) _sv_nm=${_sv_nm#*-} ;; esac
+}
+
+_sv_valid() {  # a name usable in a variable: letters, digits, '_' and '-'
+  case $1 in '' | *[!A-Za-z0-9_-]*) return 1 ;; esac
+}
+
+_sv_key() {  # $1: a name; sets _sv_k to it with every '-' turned into '_'
+  _sv_k=$1
+  while :; do
+    case $_sv_k in *-*) _sv_k=${_sv_k%%-*}_${_sv_k#*-} ;; *) break ;; esac
+  done
+}
+
+_sv_headers() {  # $1: index, $2: path
+  _sv_prov=
+  _sv_need=
+  while IFS= read -r _sv_line || [ -n "$_sv_line" ]; do
+    case $_sv_line in
+      '#!'*) ;;
+      '#'*provides:*) _sv_prov="$_sv_prov ${_sv_line#*provides:}" ;;
+      '#'*needs:*) _sv_need="$_sv_need ${_sv_line#*needs:}" ;;
+      '#'* | '') ;;
+      *) break ;;
+    esac
+  done < "$2"
+  if [ -z "${_sv_prov# }" ]; then _sv_name "$2"; _sv_prov=$_sv_nm; fi
+  eval "_sv_p_$1=\$_sv_prov; _sv_n_$1=\$_sv_need; _sv_f_$1=\$2"
+}
+
+_sv_base() { _sv_b=${1##*/}; }
+
+_sv_reject() {  # $1: index, $2: why; reports drop-in $1 as not run, once
+  eval "_sv_st=\${_sv_s_$1}"
+  [ "$_sv_st" = 3 ] && return 0
+  eval "_sv_base \"\$_sv_f_$1\""
+  sv_fail "boot script $_sv_b $2: not run"
+  eval "_sv_s_$1=3"
+}
+
+# Visits drop-in $1: 0 when it can run (appended to SV_ORDER), 1 when not (already reported).
+# The positional parameters are the only variables local to a call in POSIX sh, so they hold the
+# state that must survive the recursion: $1 the drop-in, $2... the needs still to visit.
+_sv_visit() {
+  eval "_sv_st=\${_sv_s_$1:-0}"
+  case $_sv_st in
+    2) return 0 ;;
+    3) return 1 ;;
+    1)
+      # $1 is on the path being visited: the cycle is the path from $1 onwards
+      _sv_cyc=
+      _sv_on=
+      for _sv_i in $_sv_path; do
+        [ "$_sv_i" = "$1" ] && _sv_on=1
+        [ -n "$_sv_on" ] || continue
+        eval "_sv_base \"\$_sv_f_$_sv_i\""
+        _sv_cyc="$_sv_cyc$_sv_b -> "
+        eval "_sv_s_$_sv_i=3"
+      done
+      eval "_sv_base \"\$_sv_f_$1\""
+      sv_fail "boot scripts in a dependency cycle, not run: $_sv_cyc$_sv_b"
+      return 1
+      ;;
+  esac
+  eval "_sv_s_$1=1"
+  _sv_path="$_sv_path $1"
+  eval "set -- \"\$1\" \$_sv_n_$1"
+  while [ $# -gt 1 ]; do
+    _sv_key "$2"
+    eval "_sv_j=\${_sv_by_$_sv_k:-}"
+    if [ -z "$_sv_j" ]; then
+      _sv_reject "$1" "needs '$2', which no boot script provides"
+      break
+    fi
+    if ! _sv_visit "$_sv_j"; then
+      _sv_reject "$1" "needs '$2', which cannot run"
+      break
+    fi
+    _sv_t=$1
+    shift 2
+    set -- "$_sv_t" "$@"
+  done
+  _sv_path=${_sv_path% *}
+  eval "_sv_st=\${_sv_s_$1}"
+  [ "$_sv_st" = 3 ] && return 1
+  eval "_sv_s_$1=2"
+  eval "SV_ORDER=\"\${SV_ORDER}\${_sv_f_$1}
+\""
+  return 0
+}
+
+sv_resolve() {
+  SV_ORDER=
+  _sv_path=
+  _sv_count=0
+  for _sv_file in "$@"; do
+    [ -f "$_sv_file" ] || continue
+    _sv_count=$((_sv_count + 1))
+    _sv_headers "$_sv_count" "$_sv_file"
+    eval "_sv_list=\$_sv_p_$_sv_count"
+    for _sv_p in $_sv_list; do
+      if ! _sv_valid "$_sv_p"; then
+        sv_fail "boot script ${_sv_file##*/} provides '$_sv_p': names are letters, digits, '_' and '-'"
+        continue
+      fi
+      _sv_key "$_sv_p"
+      eval "_sv_prev=\${_sv_by_$_sv_k:-}"
+      if [ -n "$_sv_prev" ]; then
+        eval "_sv_base \"\$_sv_f_$_sv_prev\""
+        sv_warn "boot scripts $_sv_b and ${_sv_file##*/} both provide '$_sv_p'; ${_sv_file##*/} is used"
+      fi
+      eval "_sv_by_$_sv_k=$_sv_count"
+    done
+  done
+  _sv_i=1
+  while [ "$_sv_i" -le "$_sv_count" ]; do
+    _sv_visit "$_sv_i" || :
+    _sv_i=$((_sv_i + 1))
+  done
+}
