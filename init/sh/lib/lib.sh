@@ -87,7 +87,7 @@ sv_request() {
   _sv_sd=$(sv_scandir)
   if [ ! -e "$SVINIT_RUN/svinit-shutdown/run" ]; then
     mkdir -p "$SVINIT_RUN/svinit-shutdown"
-    cp "$SVINIT_LIB/svinit-shutdown.run" "$SVINIT_RUN/svinit-shutdown/run"
+    ln -sf "$SVINIT_LIB/svinit-shutdown.run" "$SVINIT_RUN/svinit-shutdown/run"
   fi
   ln -s "$SVINIT_RUN/svinit-shutdown" "$_sv_sd/svinit-shutdown" 2>/dev/null || return 0
   # svinit's svscan starts it at once; djb's finds it at its next scan (5 s at most)
@@ -147,7 +147,7 @@ sv_runlevel() {
       rm -f "$_sv_sd/$_sv_n/down"
       _sv_up="$_sv_up $_sv_sd/$_sv_n"
     else
-      : > "$_sv_sd/$_sv_n/down"
+      true > "$_sv_sd/$_sv_n/down"
       _sv_down="$_sv_down $_sv_sd/$_sv_n"
     fi
   done

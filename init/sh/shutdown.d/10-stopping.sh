@@ -1,3 +1,3 @@
 # Raises the flag that makes the supervise wrapper exit at once: from now on svscan cannot restart what
 # is being stopped.
-: > "$SVINIT_RUN/stopping"
+true > "$SVINIT_RUN/stopping"
