@@ -52,8 +52,18 @@ sv_services() {
   done
 }
 
-# Is a supervise running in $1? (svok, and our status record says so when djb's svok is absent.)
+# Is a supervise running in $1?
 sv_supervised() { svok "$1" 2>/dev/null; }
+
+# Which of the directories given still have a supervise running: one svstat for all of them.
+sv_supervised_of() {
+  svstat "$@" 2>/dev/null | while IFS= read -r _sv_l; do
+    case $_sv_l in
+      *": supervise not running" | *": unable to "*) ;;
+      *) printf ' %s' "${_sv_l%%: *}" ;;
+    esac
+  done
+}
 
 # Is the service in $1 up (its supervise running, run running)?
 sv_up() {
@@ -104,8 +114,7 @@ sv_stop() {
   _sv_end=$((_sv_t0 + ${SV_GRACE:-3} * 1000))
   _sv_killed=
   while :; do
-    _sv_left=
-    for _sv_d in "$@"; do sv_supervised "$_sv_d" && _sv_left="$_sv_left $_sv_d"; done
+    _sv_left=$(sv_supervised_of "$@")
     [ -z "$_sv_left" ] && break
     _sv_now=$(sv_ms)
     if [ "$_sv_now" -ge "$_sv_end" ]; then

@@ -1,0 +1,223 @@
+"""Benchmark: `docker stop` and start-up with 10 services and their loggers, under svinit, tini and djb's
+svscan, side by side in one run.
+
+    python bench/container.py [--rounds 5] [--services 10] [--json FILE]
+
+Three images share the same 10 services (each writes a numbered line every 10 ms and, on TERM, a last
+line "stopped N") and the same logger (multilog t ./main):
+  svinit   svinit:alpine with the bench services in /service
+  tini     Debian's tini-static as process 1 (-g: signals go to the whole process group), running each
+           service piped into its logger from a start script: no supervision, no stop order
+  djb      Debian's daemontools 0.76 svscan as process 1, running djb's supervise
+Figures: start to every service's first line logged (multilog's stamp minus Docker's StartedAt); `docker
+stop` to exit; the exit code; lines lost (numbers missing below the last number a service wrote, or the
+last line). Goals for svinit: stop under 0.5 s median with exit 0 and no line lost; start under 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402
+
+from svinit.build import build_container  # noqa: E402
+from svinit.fetch import daemontools_bin, debian_package  # noqa: E402
+
+SERVICE_RUN = """#!/bin/sh
+exec 2>&1
+n=0
+trap 'echo "stopped $n"; exit 0' TERM
+echo started
+while :; do
+  n=$((n + 1))
+  echo "$n"
+  sleep 0.01 &
+  wait $!
+done
+"""
+LOG_RUN = "#!/bin/sh\nexec multilog t ./main\n"
+TINI_START = """#!/bin/sh
+# every service piped into its logger; tini -g sends TERM to all of them at once
+for s in /service/*/; do
+  (cd "$s" && ./run | (cd log && exec ./run)) &
+done
+wait
+"""
+DOCKERFILES = {
+    "svinit": "FROM svinit:alpine\nRUN rm -rf /service/heartbeat /service/crond /service/syslogd\n"
+    "COPY service/ /service/\n",
+    "tini": "FROM svinit:alpine\nRUN rm -rf /service\nCOPY service/ /service/\n"
+    "COPY tini-static start /bench/\n"
+    'ENTRYPOINT ["/bench/tini-static", "-g", "--", "/bench/start"]\n',
+    "djb": "FROM svinit:alpine\nRUN rm -rf /service\nCOPY service/ /service/\nCOPY djb/ /opt/djb/\n"
+    "COPY glibc/ /\nENV PATH=/opt/djb:/usr/bin:/bin:/usr/sbin:/sbin\n"
+    'ENTRYPOINT ["/opt/djb/svscan", "/service"]\n',
+}
+
+
+def build_images(client: docker.DockerClient, services: int) -> dict[str, str]:
+    build_container(client=client)
+    tags = {}
+    for name, dockerfile in DOCKERFILES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = Path(tmp)
+            (ctx / "Dockerfile").write_text(dockerfile)
+            for i in range(services):
+                d = ctx / "service" / f"s{i:02d}"
+                (d / "log").mkdir(parents=True)
+                (d / "run").write_text(SERVICE_RUN)
+                (d / "log" / "run").write_text(LOG_RUN)
+                (d / "run").chmod(0o755)
+                (d / "log" / "run").chmod(0o755)
+            if name == "tini":
+                shutil.copy2(debian_package("tini") / "usr/bin/tini-static", ctx / "tini-static")
+                (ctx / "start").write_text(TINI_START)
+                (ctx / "start").chmod(0o755)
+            if name == "djb":
+                (ctx / "djb").mkdir()
+                for prog in ("svscan", "supervise", "svc", "svstat", "svok"):
+                    shutil.copy2(daemontools_bin() / prog, ctx / "djb" / prog)
+                for lib in ("/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6"):
+                    dest = ctx / "glibc" / lib.lstrip("/")
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(os.path.realpath(lib), dest)
+            tag = f"svinit-bench:{name}"
+            client.images.build(path=str(ctx), tag=tag, rm=True, pull=False)
+            tags[name] = tag
+    return tags
+
+
+def tai64n_to_unix(label: str) -> float:
+    x = int(label[1:], 16)
+    return (x >> 32) - (2**62 + 10) + (x & 0xFFFFFFFF) / 1e9
+
+
+def started_at(container) -> float:
+    s = container.attrs["State"]["StartedAt"]  # 2026-11-24T03:40:01.123456789Z
+    whole, frac = s.rstrip("Z").split(".")
+    base = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").timestamp() - time.timezone
+    return base + float("0." + frac)
+
+
+def read_logs(container, services: int) -> dict[str, list[tuple[float, str]]]:
+    stream, _ = container.get_archive("/service")
+    tar = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+    logs = {}
+    for i in range(services):
+        name = f"s{i:02d}"
+        lines = []
+        for member in sorted(
+            m.name for m in tar.getmembers() if m.name.startswith(f"service/{name}/log/main/") and m.isfile()
+        ):
+            if not (member.endswith("/current") or "/@" in member):
+                continue
+            for line in tar.extractfile(member).read().decode(errors="replace").splitlines():
+                stamp, _, text = line.partition(" ")
+                lines.append((tai64n_to_unix(stamp), text))
+        logs[name] = lines
+    return logs
+
+
+def lost_lines(lines: list[tuple[float, str]]) -> int:
+    nums = {int(t) for _, t in lines if t.isdigit()}
+    last = [t for _, t in lines if t.startswith("stopped ")]
+    top = int(last[-1].split()[1]) if last else (max(nums) if nums else 0)
+    missing = sum(1 for n in range(1, top + 1) if n not in nums)
+    return missing + (0 if last else 1)  # no "stopped N": the last line was lost (or never written)
+
+
+def one_round(client: docker.DockerClient, tag: str, services: int) -> dict:
+    c = client.containers.run(tag, detach=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            count = "cat /service/*/log/main/current 2>/dev/null | grep -c started"
+            rc, out = c.exec_run(["sh", "-c", count])
+            if out.strip().isdigit() and int(out) >= services:
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # let them write a while
+        t0 = time.monotonic()
+        c.stop(timeout=10)
+        stop = time.monotonic() - t0
+        c.reload()
+        logs = read_logs(c, services)
+        t_start = started_at(c)
+        firsts = [next((t for t, x in lines if x == "started"), None) for lines in logs.values()]
+        up = max(firsts) - t_start if all(firsts) else float("nan")
+        return {
+            "stop_s": stop,
+            "exit": c.attrs["State"]["ExitCode"],
+            "start_to_up_ms": up * 1000,
+            "lost": sum(lost_lines(lines) for lines in logs.values()),
+        }
+    finally:
+        c.remove(force=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--services", type=int, default=10)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    client = docker.from_env()
+    tags = build_images(client, args.services)
+    results = {"host": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
+    for name, tag in tags.items():
+        print(f"[{name}] {args.rounds} rounds ...", file=sys.stderr)
+        rounds = [one_round(client, tag, args.services) for _ in range(args.rounds)]
+        results[name] = {
+            "stop_s_median": statistics.median(r["stop_s"] for r in rounds),
+            "stop_s_max": max(r["stop_s"] for r in rounds),
+            "exit_codes": sorted({r["exit"] for r in rounds}),
+            "start_to_up_ms_median": statistics.median(r["start_to_up_ms"] for r in rounds),
+            "lines_lost_total": sum(r["lost"] for r in rounds),
+            "rounds": rounds,
+        }
+    s = results["svinit"]
+    print(
+        f"\n{args.services} services with loggers, {args.rounds} rounds each, host load "
+        f"{results['host']['load'][0]:.2f}\n"
+    )
+    print("| | svinit | tini | djb svscan |\n|---|---|---|---|")
+    keys = [
+        ("docker stop to exit, median", "stop_s_median", "{:.3f} s"),
+        ("docker stop to exit, worst", "stop_s_max", "{:.3f} s"),
+        ("exit codes", "exit_codes", "{}"),
+        ("start to all services up, median", "start_to_up_ms_median", "{:.0f} ms"),
+        ("log lines lost (all rounds)", "lines_lost_total", "{}"),
+    ]
+    for label, key, fmt in keys:
+        cells = " | ".join(fmt.format(results[n][key]) for n in ("svinit", "tini", "djb"))
+        print(f"| {label} | {cells} |")
+    goals = {
+        "stop under 0.5 s median": s["stop_s_median"] < 0.5,
+        "exit 0": s["exit_codes"] == [0],
+        "no line lost": s["lines_lost_total"] == 0,
+        "start under 100 ms": s["start_to_up_ms_median"] < 100,
+    }
+    for g, ok in goals.items():
+        print(f"goal: {g}: {'met' if ok else 'NOT met'}")
+    results["goals"] = goals
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The init package as process 1 of a PID namespace on the host, in a chroot of the svinit:alpine image's
+files: with svinit's svscan and supervise, and with djb's (Debian's daemontools 0.76) in their place,
+which is the seed's exact setup (signal hooks aside: djb's svscan has none).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from svinit.build import build_container
+from tests.util import PidNamespace, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("have_unshare")]
+
+SERVICES = ("heartbeat", "crond", "syslogd", "svscan-log")
+
+
+@pytest.fixture(scope="session")
+def image_tree(tmp_path_factory) -> Path:
+    """The files of svinit:alpine (docker export), unpacked once."""
+    import docker
+
+    client = docker.from_env()
+    build_container(client=client)
+    container = client.containers.create("svinit:alpine")
+    try:
+        data = b"".join(container.export())
+    finally:
+        container.remove()
+    tree = tmp_path_factory.mktemp("image") / "rootfs"
+    tree.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(tree, numeric_owner=True, filter="fully_trusted")
+    return tree
+
+
+@pytest.fixture
+def tree(image_tree, tmp_path) -> Path:
+    t = tmp_path / "rootfs"
+    subprocess.run(["cp", "-a", str(image_tree), str(t)], check=True)
+    return t
+
+
+def with_djb(tree: Path, djb_bin: Path) -> None:
+    """Puts djb's daemontools in /opt/djb (with the glibc they link), first in svscan's PATH."""
+    (tree / "opt" / "djb").mkdir(parents=True)
+    for prog in ("svscan", "supervise", "svc", "svstat", "svok"):
+        shutil.copy2(djb_bin / prog, tree / "opt" / "djb" / prog)
+    for lib in ("/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6"):
+        dest = tree / lib.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(lib), dest)
+    (tree / "etc" / "svinit" / "config").write_text("SVINIT_PATH=/opt/djb:/usr/bin:/bin:/usr/sbin:/sbin\n")
+
+
+def boot(tree: Path, log: Path) -> PidNamespace:
+    script = (
+        f'mount --bind /dev "{tree}/dev" && mount -t proc proc "{tree}/proc" && '
+        f'exec chroot "{tree}" /usr/bin/env -i SVINIT_VIRT=container /sbin/init'
+    )
+    return PidNamespace(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], log)
+
+
+def svstat(tree: Path, svstat_bin: Path, name: str) -> str:
+    return subprocess.run([svstat_bin, tree / "service" / name], capture_output=True, text=True).stdout
+
+
+def all_up(tree: Path, svstat_bin: Path) -> bool:
+    dirs = [n for n in SERVICES] + [f"{n}/log" for n in SERVICES if n != "svscan-log"]
+    return all(": up (pid " in svstat(tree, svstat_bin, d) for d in dirs)
+
+
+def log_lines(tree: Path, name: str) -> list[str]:
+    return [
+        line.split(" ", 1)[1]
+        for line in (tree / "service" / name / "log" / "main" / "current").read_text().splitlines()
+    ]
+
+
+def test_boots_and_powers_off_cleanly_as_process_1(tree, tmp_path, init_bin):
+    ns = boot(tree, tmp_path / "console.log")
+    try:
+        wait_for(lambda: all_up(tree, init_bin / "svstat"), 15, what="every service and logger up")
+        assert os.readlink(f"/proc/{ns.pid}/exe") == str(tree / "usr/bin/svscan")
+        os.kill(ns.pid, signal.SIGTERM)  # what docker stop sends
+        assert ns.wait(15) == 0, ns.output()
+        out = ns.output()
+        assert "poweroff: done in" in out and "(exit code 0)" in out
+        assert log_lines(tree, "heartbeat")[-1].startswith("heartbeat: stopping after")
+    finally:
+        ns.close()
+
+
+def test_works_with_djbs_svscan_and_supervise(tree, tmp_path, djb_bin):
+    with_djb(tree, djb_bin)
+    ns = boot(tree, tmp_path / "console.log")
+    try:
+        wait_for(lambda: all_up(tree, djb_bin / "svstat"), 15, what="every service and logger up")
+        assert os.readlink(f"/proc/{ns.pid}/exe") == str(tree / "opt/djb/svscan")
+        sups = subprocess.run(
+            ["pgrep", "-a", "-f", "/opt/djb/supervise|^supervise"], capture_output=True, text=True
+        ).stdout
+        # every supervise is djb's, reached through the wrapper (first in svscan's PATH)
+        for line in sups.splitlines():
+            pid = int(line.split()[0])
+            if os.readlink(f"/proc/{pid}/root") == str(tree):
+                assert os.readlink(f"/proc/{pid}/exe") == str(tree / "opt/djb/supervise")
+        # djb's svscan has no signal hooks: ask for the poweroff as a user would, from inside
+        subprocess.run(
+            [shutil.which("chroot"), str(tree), "/sbin/poweroff"], check=True, env={"PATH": "/usr/bin:/bin"}
+        )
+        wait_for(lambda: "poweroff: done in" in ns.output(), 20, what="the shutdown to finish")
+        out = ns.output()
+        assert "not svinit's svscan?" in out, out
+        for name in SERVICES:
+            assert "supervise not running" in svstat(tree, djb_bin / "svstat", name)
+        assert log_lines(tree, "heartbeat")[-1].startswith("heartbeat: stopping after")
+        assert ns.alive(), "djb's svscan stays process 1: nothing can tell it to exit"
+    finally:
+        ns.close()
