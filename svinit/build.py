@@ -157,3 +157,304 @@ def _docker() -> docker.DockerClient:
         return client
     except docker.errors.DockerException as e:
         raise BuildError(f"no Docker daemon answers ({e}): start dockerd (.ci/setup does)") from e
+
+
+# ---------------------------------------------------------------------------------------------------
+# The VM: kernel + initramfs (+ root disk)
+
+VM_INPUTS = ("init/src", "init/sh", "init/Makefile", "images/initramfs", "images/alpine/demo")
+#: Programs svinit provides itself: busybox's applets of the same name are not linked.
+OWN_PROGRAMS = {"init", "poweroff", "reboot", "halt", "svc", "svok", "linuxrc", "shutdown"}
+
+
+def _module_name(path: str) -> str:
+    return Path(path).name.removesuffix(".ko").replace("-", "_")
+
+
+def _softdeps(ko: Path) -> list[str]:
+    """The module names a .ko's softdep (pre and post) names, from its .modinfo strings."""
+    out = []
+    for chunk in ko.read_bytes().split(b"\0"):
+        if chunk.startswith(b"softdep="):
+            out += [w for w in chunk[8:].decode().split() if w not in ("pre:", "post:")]
+    return out
+
+
+def kernel_modules(kdir: Path, version: str, wanted: list[str]) -> list[str]:
+    """The module files (relative to kdir/lib/modules/VERSION) that *wanted* needs, dependencies and
+    softdeps included, in load order.
+
+    Raises:
+        BuildError: a wanted module is not in this kernel.
+    """
+    mdir = kdir / "lib" / "modules" / version
+    dep = mdir / "modules.dep"
+    if not dep.exists():
+        from svinit.fetch import busybox_static
+
+        log.info("generating modules.dep for %s (busybox depmod)", version)
+        _run([str(busybox_static()), "depmod", "-b", str(kdir), version], "depmod")
+    deps: dict[str, tuple[str, list[str]]] = {}
+    for line in dep.read_text().splitlines():
+        path, _, rest = line.partition(":")
+        deps[_module_name(path)] = (path, [_module_name(p) for p in rest.split()])
+    aliases: dict[str, list[str]] = {}
+    alias_file = mdir / "modules.alias"
+    if alias_file.exists():
+        for line in alias_file.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "alias":
+                aliases.setdefault(parts[1].replace("-", "_"), []).append(parts[2].replace("-", "_"))
+    order: list[str] = []
+
+    def visit(name: str, why: str) -> None:
+        name = name.replace("-", "_")
+        if name not in deps and name in aliases:
+            # an alias (a softdep's crypto-crc32c): every module that provides it, since which one
+            # loads depends on the CPU (crc32c_intel needs SSE4.2, crc32c_generic does not)
+            for provider in aliases[name]:
+                visit(provider, why)
+            return
+        if name not in deps:
+            if why:
+                log.warning("module %s (a softdep of %s) is not in kernel %s: skipped", name, why, version)
+                return
+            raise BuildError(f"kernel {version} has no module {name} (asked by images/initramfs/modules)")
+        path, needs = deps[name]
+        if path in order:
+            return
+        for n in needs:
+            visit(n, "")
+        for n in _softdeps(mdir / path):
+            visit(n, name)
+        if path not in order:
+            order.append(path)
+
+    for w in wanted:
+        visit(w, "")
+    return order
+
+
+def _run(argv: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise BuildError(
+            f"{what} failed: {' '.join(argv)} (exit {proc.returncode}):\n{proc.stderr}{proc.stdout}"
+        )
+    return proc
+
+
+def _busybox_tree(tree: Path, busybox: Path) -> None:
+    """Static busybox at /bin/busybox and a link for each applet svinit does not provide itself."""
+    (tree / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, tree / "bin" / "busybox")
+    listing = _run([str(busybox), "--list-full"], "busybox --list-full").stdout.split()
+    for rel in listing:
+        name = Path(rel).name
+        if name in OWN_PROGRAMS or rel == "bin/busybox":
+            continue
+        link = tree / rel
+        if link.exists() or link.is_symlink():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(tree / "bin" / "busybox", link.parent))
+
+
+def _add_modules(tree: Path, kdir: Path, version: str, files: list[str]) -> None:
+    from svinit.fetch import busybox_static
+
+    src = kdir / "lib" / "modules" / version
+    dst = tree / "lib" / "modules" / version
+    for rel in files:
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, dst / rel)
+    (dst / "modules.order").write_text("".join(f"{r}\n" for r in files))
+    _run([str(busybox_static()), "depmod", "-b", str(tree), version], "depmod of the initramfs modules")
+
+
+def _etc(tree: Path, files: dict[str, str]) -> None:
+    recipe = ROOT / "images" / "initramfs"
+    for dest, src in files.items():
+        p = tree / dest
+        p.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(recipe / src, p)
+
+
+def _vm_kernel(kernel: Path | None):
+    """(vmlinuz, modules tree root or None, version or None) for Debian's kernel or the user's."""
+    if kernel is not None:
+        kernel = Path(kernel)
+        if not kernel.is_file():
+            raise BuildError(f"kernel {kernel} does not exist: give the path of a bzImage/vmlinuz file")
+        return kernel, None, None
+    from svinit.fetch import debian_kernel
+
+    k = debian_kernel()
+    return k.vmlinuz, k.modules.parent.parent.parent, k.version
+
+
+def build_vm(out: Path, layout: str = "initramfs", kernel: Path | None = None, force: bool = False) -> Path:
+    """Builds a VM: out/vmlinuz, out/initramfs.img, out/cmdline and, for the disk layout, out/root.img.
+
+    Layouts: "initramfs" (the reference: the initramfs is the root; static busybox, the init package,
+    the modules of images/initramfs/modules) and "disk" (a small initramfs that checks and mounts the
+    ext4 disk root.img, made from the svinit:alpine image, and switch_roots to its /sbin/init).
+
+    Args:
+        out: the output directory.
+        layout: "initramfs" or "disk".
+        kernel: a kernel to use instead of Debian's (it then needs its drivers built in: no modules).
+        force: build even when the inputs did not change.
+
+    Raises:
+        BuildError: a fetch or a build step failed (the message names it).
+    """
+    from svinit.cpio import write_initramfs
+    from svinit.fetch import busybox_static, debian_package
+
+    if layout not in ("initramfs", "disk"):
+        raise BuildError(f"unknown layout {layout!r}: use initramfs or disk")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    vmlinuz, kdir, version = _vm_kernel(kernel)
+    digest = f"{source_hash(VM_INPUTS)}-{layout}-{vmlinuz}"
+    if layout == "disk":
+        digest += "-" + source_hash(CONTAINER_INPUTS)
+    stamp = out / ".svinit-build"
+    wanted = [out / n for n in ("vmlinuz", "initramfs.img", "cmdline")] + (
+        [out / "root.img"] if layout == "disk" else []
+    )
+    if not force and stamp.exists() and stamp.read_text() == digest and all(p.exists() for p in wanted):
+        log.info("%s is up to date (%s layout): not rebuilding", out, layout)
+        return out
+    modules = [
+        m.split()[0]
+        for m in (ROOT / "images/initramfs/modules").read_text().splitlines()
+        if m.strip() and not m.startswith("#")
+    ]
+    mod_files = kernel_modules(kdir, version, modules) if kdir else []
+    e2fsck = debian_package("e2fsck-static") / "sbin" / "e2fsck.static"
+    with tempfile.TemporaryDirectory(prefix="svinit-vm-") as tmp:
+        tree = Path(tmp) / "initramfs"
+        _busybox_tree(tree, busybox_static())
+        # busybox-static's ash runs its applets before PATH (svc, poweroff...): /bin/sh is a static
+        # bash instead, which honours PATH; busybox still provides every other applet
+        shutil.copy2(debian_package("bash-static") / "bin" / "bash-static", tree / "bin" / "bash")
+        (tree / "bin" / "sh").unlink(missing_ok=True)
+        (tree / "bin" / "sh").symlink_to("bash")
+        (tree / "sbin").mkdir(exist_ok=True)
+        shutil.copy2(e2fsck, tree / "sbin" / "e2fsck")
+        (tree / "sbin" / "fsck.ext4").symlink_to("e2fsck")
+        if kdir:
+            _add_modules(tree, kdir, version, mod_files)
+        for d in ("proc", "sys", "dev", "run", "tmp", "root", "mnt", "var/log", "var/lib", "etc"):
+            (tree / d).mkdir(parents=True, exist_ok=True)
+        (tree / "tmp").chmod(0o1777)
+        _etc(tree, {"etc/modules": "modules"} if kdir else {})
+        if layout == "initramfs":
+            log.info("assembling the initramfs (the reference layout: it is the root)")
+            install_init(tree)
+            shutil.copytree(ROOT / "images/alpine/demo", tree / "service", symlinks=True, dirs_exist_ok=True)
+            _etc(
+                tree,
+                {
+                    "etc/fstab": "fstab",
+                    "etc/hostname": "hostname",
+                    "etc/passwd": "passwd",
+                    "etc/group": "group",
+                    "etc/shadow": "shadow",
+                },
+            )
+            (tree / "etc" / "shadow").chmod(0o600)
+            (tree / "init").symlink_to("sbin/init")
+            cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip()
+        else:
+            log.info("assembling the initramfs of the disk layout (it mounts root.img and switch_roots)")
+            shutil.copy2(ROOT / "images/initramfs/init-disk", tree / "init")
+            cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip() + " root=LABEL=svroot"
+            build_root_disk(out / "root.img", kdir, version, mod_files, e2fsck)
+        write_initramfs(tree, out / "initramfs.img")
+    shutil.copy2(vmlinuz, out / "vmlinuz")
+    (out / "cmdline").write_text(cmdline + "\n")
+    stamp.write_text(digest)
+    log.info(
+        "wrote %s: vmlinuz, initramfs.img (%d KiB), cmdline%s",
+        out,
+        (out / "initramfs.img").stat().st_size // 1024,
+        ", root.img" if layout == "disk" else "",
+    )
+    return out
+
+
+def build_root_disk(
+    dest: Path,
+    kdir: Path | None,
+    version: str | None,
+    mod_files: list[str],
+    e2fsck: Path,
+    image: str = "svinit:alpine",
+    size_mb: int | None = None,
+) -> Path:
+    """Makes an ext4 image (label svroot) of the container image *image*: `docker export`, the files of
+    images/initramfs for a VM added, `mkfs.ext4 -d`, then every owner and mode set from the export's tar
+    headers with debugfs, so the result is exact even when this runs without root.
+    """
+    import tarfile
+
+    client = _docker()
+    build_container(tag=image, client=client) if image == "svinit:alpine" else client.images.get(image)
+    with tempfile.TemporaryDirectory(prefix="svinit-disk-") as tmp:
+        tmp = Path(tmp)
+        tar_path = tmp / "export.tar"
+        container = client.containers.create(image)
+        try:
+            log.info("exporting %s (docker export)", image)
+            with open(tar_path, "wb") as f:
+                for chunk in container.export():
+                    f.write(chunk)
+        finally:
+            container.remove()
+        tree = tmp / "root"
+        tree.mkdir()
+        meta: dict[str, tuple[int, int, int]] = {}
+        with tarfile.open(tar_path) as tar:
+            members = [m for m in tar.getmembers() if m.name not in (".dockerenv",) and not m.isdev()]
+            for m in members:
+                meta["/" + m.name.rstrip("/")] = (m.uid, m.gid, m.mode)
+            tar.extractall(tree, members=members, numeric_owner=True, filter="fully_trusted")
+        _etc(tree, {"etc/fstab": "fstab.disk", "etc/hostname": "hostname", "etc/modules": "modules"})
+        if kdir:
+            src = kdir / "lib" / "modules" / version
+            for rel in mod_files:
+                (tree / "lib/modules" / version / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src / rel, tree / "lib/modules" / version / rel)
+            from svinit.fetch import busybox_static
+
+            _run([str(busybox_static()), "depmod", "-b", str(tree), version], "depmod of the disk's modules")
+        if not (tree / "sbin" / "e2fsck").exists():
+            shutil.copy2(e2fsck, tree / "sbin" / "e2fsck")
+        used = sum(p.lstat().st_size for p in tree.rglob("*"))
+        size_mb = size_mb or max(128, int(used * 1.6 / 2**20) + 64)
+        dest.unlink(missing_ok=True)
+        with open(dest, "wb") as f:
+            f.truncate(size_mb * 2**20)
+        log.info("making %s: ext4, label svroot, %d MiB", dest, size_mb)
+        _run(["mkfs.ext4", "-q", "-F", "-L", "svroot", "-d", str(tree), str(dest)], "mkfs.ext4 -d")
+        script = tmp / "owners.debugfs"
+        with open(script, "w") as f:
+            for path, (uid, gid, mode) in meta.items():
+                if path == "/":
+                    continue
+                f.write(f'set_inode_field "{path}" uid {uid}\nset_inode_field "{path}" gid {gid}\n')
+                f.write(f'set_inode_field "{path}" mode 0{mode | _type_bits(tree / path.lstrip("/")):o}\n')
+        _run(["debugfs", "-w", "-f", str(script), str(dest)], "debugfs (owners and modes)")
+    return dest
+
+
+def _type_bits(path: Path) -> int:
+    import stat as st
+
+    try:
+        return st.S_IFMT(path.lstat().st_mode)
+    except OSError:
+        return 0

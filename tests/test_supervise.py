@@ -263,3 +263,16 @@ def test_dangling_supervise_symlink_gets_its_target(supervised, tmp_path):
 def test_usage(init_bin):
     proc = subprocess.run([init_bin / "supervise"], capture_output=True, text=True)
     assert proc.returncode == 100 and "usage: supervise dir" in proc.stderr
+
+
+def test_down_signal_file_names_the_signal_d_sends(supervised, tmp_path):
+    marker = tmp_path / "got"
+    d = make_service(
+        tmp_path, "a", f"trap '' TERM\ntrap 'echo HUP > {marker}; exit 0' HUP\nwhile :; do sleep 0.05; done"
+    )
+    (d / "down-signal").write_text("SIGHUP\n")
+    supervised(d)
+    wait_for(lambda: pid_of(d))
+    control(d, b"d")
+    wait_for(lambda: pid_of(d) == 0, what="down through SIGHUP")
+    assert marker.read_text() == "HUP\n"

@@ -7,6 +7,8 @@
 #   /lib/svinit/boot.d, shutdown.d   the drop-ins
 #   /lib/svinit/wrap/supervise    the supervise wrapper, first in svscan's PATH
 #   /lib/svinit/svscan/           svscan's hooks, linked from /service/.svscan
+#   /lib/svinit/vm-services/      getty, acpid and the harness shell, linked into /service on a vm
+#   /etc/acpi/PWRF/00000080       the ACPI power button's action (busybox acpid)
 #   /service/svscan-log           svscan's logger
 #   /etc/svinit/boot.d, /etc/svinit/runlevels/default   for the user's own
 set -eu
@@ -30,7 +32,14 @@ inst 0755 "$src/sbin/runlevel" "$D/sbin/runlevel"
 L=$D/lib/svinit
 for f in lib.sh resolve.sh final.sh svinit-shutdown.run; do inst 0644 "$src/lib/$f" "$L/$f"; done
 chmod 0755 "$L/svinit-shutdown.run"
-for f in front shutdown; do inst 0755 "$src/lib/$f" "$L/$f"; done
+for f in front shutdown autologin acpi-power; do inst 0755 "$src/lib/$f" "$L/$f"; done
+for d in "$src"/vm-services/*; do
+  inst 0755 "$d/run" "$L/vm-services/${d##*/}/run"
+  [ -f "$d/down-signal" ] && inst 0644 "$d/down-signal" "$L/vm-services/${d##*/}/down-signal"
+done
+mkdir -p "$D/etc/acpi/PWRF"
+rm -f "$D/etc/acpi/PWRF/00000080"
+ln -s /lib/svinit/acpi-power "$D/etc/acpi/PWRF/00000080"
 inst 0755 "$src/lib/wrap-supervise" "$L/wrap/supervise"
 for f in "$src"/boot.d/*.sh; do inst 0644 "$f" "$L/boot.d/${f##*/}"; done
 for f in "$src"/shutdown.d/*.sh; do inst 0644 "$f" "$L/shutdown.d/${f##*/}"; done

@@ -11,12 +11,15 @@
  *   - a missing or non-executable run is reported once and retried every second without forking.
  *   - run and finish start in a session of their own, so a terminal's signals reach only what asks.
  *   - control letters q (QUIT), 1 (USR1), 2 (USR2), w (WINCH), as daemontools-encore.
+ *   - DIR/down-signal, as s6: the signal `d` sends instead of TERM (a name such as SIGHUP, or a number),
+ *     for services such as an interactive shell, which ignores TERM. Read at each `d`.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -175,13 +178,41 @@ static void sendsig(int sig)
   if (pid) kill(pid, sig);
 }
 
+/* The signal `d` sends: DIR/down-signal when it names one, else SIGTERM. */
+static int downsignal(void)
+{
+  static const struct { const char *name; int sig; } names[] = {
+    { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL }, { "USR1", SIGUSR1 },
+    { "USR2", SIGUSR2 }, { "ALRM", SIGALRM }, { "TERM", SIGTERM }, { "WINCH", SIGWINCH }, { "PWR", SIGPWR },
+  };
+  char buf[32] = "";
+  char *p = buf;
+  int fd = open("down-signal", O_RDONLY | O_CLOEXEC);
+  ssize_t r;
+  if (fd == -1) return SIGTERM;
+  r = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (r <= 0) return SIGTERM;
+  buf[r] = 0;
+  buf[strcspn(buf, " \t\r\n")] = 0;
+  if (!strncmp(p, "SIG", 3)) p += 3;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i)
+    if (!strcmp(p, names[i].name)) return names[i].sig;
+  if (*p >= '1' && *p <= '9') {
+    int n = atoi(p);
+    if (n > 0 && n < NSIG) return n;
+  }
+  sv_warn("%s/down-signal: unknown signal %s: sending SIGTERM", dir, buf);
+  return SIGTERM;
+}
+
 static void control(char c)
 {
   switch (c) {
   case 'u': want = 'u'; announce(); break;
   case 'd':
     want = 'd';
-    if (pid) { kill(pid, SIGTERM); kill(pid, SIGCONT); paused = 0; }
+    if (pid) { kill(pid, downsignal()); kill(pid, SIGCONT); paused = 0; }
     announce();
     break;
   case 'o': want = 0; if (!pid) once_pending = 1; announce(); break;

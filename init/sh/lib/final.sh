@@ -1,7 +1,23 @@
-# The final stage on a vm, as process 1: nothing is left to kill it. Unmounts, syncs, then reboot(2).
+# The final stage on a vm, sourced by .svscan/finish as process 1: nothing is left to kill it. Kills
+# what remains, saves a random seed, turns swap off, unmounts every local filesystem in the reverse
+# order of mounting, remounts read-only what cannot be unmounted (the root), syncs, then reboot(2).
 read -r action < /run/svinit/action 2>/dev/null || action=poweroff
 kill -KILL -1 2>/dev/null
+seed=/var/lib/svinit/random-seed
+[ -d "${seed%/*}" ] && (umask 077 && dd if=/dev/urandom of="$seed" bs=512 count=1 2>/dev/null)
+swapoff -a 2>/dev/null
+mounts=
+while read -r _ mp type _; do
+  case $type in proc | sysfs | devtmpfs | devpts | tmpfs | cgroup* | debugfs | securityfs | rootfs | ramfs) continue ;; esac
+  [ "$mp" = / ] && continue
+  mounts="$mp $mounts"
+done < /proc/mounts
+for mp in $mounts; do
+  umount "$mp" 2>/dev/null || mount -o remount,ro "$mp" 2>/dev/null || sv_fail "unable to unmount $mp"
+done
+mount -o remount,ro / 2>/dev/null
 sync
+sv_say "$action"
 case $action in
   reboot) exec busybox reboot -f ;;
   halt) exec busybox halt -f ;;

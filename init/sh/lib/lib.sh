@@ -26,6 +26,15 @@ sv_virt() {
   printf '%s\n' "${SVINIT_VIRT:-vm}"
 }
 
+# Is $1 a mount point? (/proc/mounts, no external command: busybox-static has no mountpoint applet.)
+sv_mounted() {
+  [ -r /proc/mounts ] || return 1
+  while read -r _sv_dev _sv_mp _sv_rest; do
+    [ "$_sv_mp" = "$1" ] && return 0
+  done < /proc/mounts
+  return 1
+}
+
 # Sleeps a fraction of a second where sleep allows it (busybox and GNU do).
 sv_nap() { sleep "${1:-0.02}" 2>/dev/null || sleep 1; }
 

@@ -1,0 +1,26 @@
+# provides: root
+# needs: modules
+# Checks the root filesystem (when /etc/fstab gives it a pass number and it is mounted read-only), then
+# remounts it read-write unless /etc/fstab says ro. A root in RAM (the initramfs) has nothing to do.
+[ "$virt" = vm ] || return 0
+[ -r /etc/fstab ] || return 0
+while read -r spec file _ opts _ pass _; do
+  [ "$file" = / ] || continue
+  state=rw
+  while read -r _ mp _ o _; do [ "$mp" = / ] && state=${o%%,*}; done < /proc/mounts
+  dev=$spec
+  case $spec in LABEL=* | UUID=*) dev=$(findfs "$spec" 2>/dev/null) || dev= ;; esac
+  if [ "$state" = ro ] && [ "${pass:-0}" != 0 ] && [ -n "$dev" ]; then
+    e2fsck -p "$dev"
+    fsck_rc=$?
+    if [ "$fsck_rc" -ge 4 ]; then
+      sv_fail "e2fsck found errors on the root filesystem ($dev) it could not fix (exit $fsck_rc)"
+      return 1
+    fi
+  fi
+  case ,$opts, in
+    *,ro,*) ;;
+    *) [ "$state" = rw ] || mount -o remount,rw / || { sv_fail "unable to remount / read-write"; return 1; } ;;
+  esac
+  return 0
+done < /etc/fstab

@@ -1,0 +1,51 @@
+# provides: localfs
+# needs: root modules
+# Mounts the local filesystems of /etc/fstab (all but /, swap and noauto ones), each checked first when
+# its pass number says so. A device that is missing is skipped when the line says nofail. A bad line is
+# reported with its number and the other lines still mount.
+[ "$virt" = vm ] || return 0
+[ -r /etc/fstab ] || return 0
+rc=0
+n=0
+while read -r spec file type opts freq pass rest; do
+  n=$((n + 1))
+  case $spec in '' | '#'*) continue ;; esac
+  if [ -z "$type" ] || [ -n "$rest" ]; then
+    sv_fail "/etc/fstab line $n is malformed (want: device mountpoint type options dump pass): $spec $file $type $opts $freq $pass $rest"
+    rc=1
+    continue
+  fi
+  case $file in / | none | swap) continue ;; esac
+  case $type in swap | proc | sysfs | devtmpfs | devpts | tmpfs) [ "$type" = tmpfs ] || continue ;; esac
+  case ,$opts, in *,noauto,*) continue ;; esac
+  sv_mounted "$file" && continue
+  dev=$spec
+  case $spec in
+    LABEL=* | UUID=*)
+      if ! dev=$(findfs "$spec" 2>/dev/null); then
+        case ,$opts, in
+          *,nofail,*) sv_say "$spec ($file) is not attached: skipped (nofail)"; continue ;;
+        esac
+        sv_fail "/etc/fstab line $n: no device with $spec for $file"
+        rc=1
+        continue
+      fi
+      ;;
+  esac
+  if [ "${pass:-0}" != 0 ] && [ -b "$dev" ]; then
+    e2fsck -p "$dev"
+    fsck_rc=$?
+    if [ "$fsck_rc" -ge 4 ]; then
+      sv_fail "/etc/fstab line $n: e2fsck found errors on $dev it could not fix (exit $fsck_rc): not mounting $file"
+      rc=1
+      continue
+    fi
+  fi
+  mkdir -p "$file" 2>/dev/null
+  mopts=$(printf '%s' ",$opts," | sed 's/,nofail,/,/; s/^,//; s/,$//')
+  if ! mount -t "$type" -o "${mopts:-defaults}" "$dev" "$file"; then
+    sv_fail "/etc/fstab line $n: unable to mount $spec on $file ($type)"
+    rc=1
+  fi
+done < /etc/fstab
+return $rc

@@ -1,0 +1,14 @@
+# provides: vm-services
+# On a vm, links the services only a vm has into the scan directory: a getty on the serial console,
+# acpid (the ACPI power button powers off), and, with svinit.harness=TTY, a shell on TTY for a test
+# harness's commands.
+[ "$virt" = vm ] || return 0
+scan=$(sv_scandir)
+for d in "$SVINIT_LIB"/vm-services/*; do
+  name=${d##*/}
+  [ "$name" = harness ] && continue
+  [ -e "$scan/$name" ] || ln -s "$d" "$scan/$name"
+done
+rm -f "$scan/svinit-harness"
+[ -n "${SVINIT_HARNESS:-}" ] && ln -s "$SVINIT_LIB/vm-services/harness" "$scan/svinit-harness"
+return 0
