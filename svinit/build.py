@@ -162,7 +162,15 @@ def _docker() -> docker.DockerClient:
 # ---------------------------------------------------------------------------------------------------
 # The VM: kernel + initramfs (+ root disk)
 
-VM_INPUTS = ("init/src", "init/sh", "init/Makefile", "images/initramfs", "images/alpine/demo")
+VM_INPUTS = (
+    "init/src",
+    "init/sh",
+    "init/Makefile",
+    "images/initramfs",
+    "images/alpine/demo",
+    "svinit/build.py",
+    "svinit/cpio.py",
+)
 #: Programs svinit provides itself: busybox's applets of the same name are not linked.
 OWN_PROGRAMS = {"init", "poweroff", "reboot", "halt", "svc", "svok", "linuxrc", "shutdown"}
 
@@ -190,10 +198,8 @@ def kernel_modules(kdir: Path, version: str, wanted: list[str]) -> list[str]:
     mdir = kdir / "lib" / "modules" / version
     dep = mdir / "modules.dep"
     if not dep.exists():
-        from svinit.fetch import busybox_static
-
-        log.info("generating modules.dep for %s (busybox depmod)", version)
-        _run([str(busybox_static()), "depmod", "-b", str(kdir), version], "depmod")
+        log.info("generating modules.dep for %s", version)
+        depmod(kdir, version)
     deps: dict[str, tuple[str, list[str]]] = {}
     for line in dep.read_text().splitlines():
         path, _, rest = line.partition(":")
@@ -235,6 +241,21 @@ def kernel_modules(kdir: Path, version: str, wanted: list[str]) -> list[str]:
     return order
 
 
+def depmod(base: Path, version: str) -> None:
+    """Writes the module indexes of base/lib/modules/VERSION: kmod's depmod when the host has it (the
+    text and binary indexes, for busybox's and kmod's modprobe alike), else busybox's (text only)."""
+    tool = shutil.which("depmod") or shutil.which("depmod", path="/usr/sbin:/sbin")
+    if tool:
+        _run([tool, "-b", str(base), version], "depmod")
+    else:
+        from svinit.fetch import busybox_static
+
+        log.warning(
+            "no depmod (kmod) on this host: busybox depmod writes text indexes only (apt-get install kmod)"
+        )
+        _run([str(busybox_static()), "depmod", "-b", str(base), version], "busybox depmod")
+
+
 def _run(argv: list[str], what: str, **kw) -> subprocess.CompletedProcess:
     proc = subprocess.run(argv, capture_output=True, text=True, **kw)
     if proc.returncode != 0:
@@ -261,15 +282,13 @@ def _busybox_tree(tree: Path, busybox: Path) -> None:
 
 
 def _add_modules(tree: Path, kdir: Path, version: str, files: list[str]) -> None:
-    from svinit.fetch import busybox_static
-
     src = kdir / "lib" / "modules" / version
     dst = tree / "lib" / "modules" / version
     for rel in files:
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / rel, dst / rel)
     (dst / "modules.order").write_text("".join(f"{r}\n" for r in files))
-    _run([str(busybox_static()), "depmod", "-b", str(tree), version], "depmod of the initramfs modules")
+    depmod(tree, version)
 
 
 def _etc(tree: Path, files: dict[str, str]) -> None:
@@ -424,13 +443,7 @@ def build_root_disk(
             tar.extractall(tree, members=members, numeric_owner=True, filter="fully_trusted")
         _etc(tree, {"etc/fstab": "fstab.disk", "etc/hostname": "hostname", "etc/modules": "modules"})
         if kdir:
-            src = kdir / "lib" / "modules" / version
-            for rel in mod_files:
-                (tree / "lib/modules" / version / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src / rel, tree / "lib/modules" / version / rel)
-            from svinit.fetch import busybox_static
-
-            _run([str(busybox_static()), "depmod", "-b", str(tree), version], "depmod of the disk's modules")
+            _add_modules(tree, kdir, version, mod_files)
         if not (tree / "sbin" / "e2fsck").exists():
             shutil.copy2(e2fsck, tree / "sbin" / "e2fsck")
         used = sum(p.lstat().st_size for p in tree.rglob("*"))

@@ -13,12 +13,85 @@ import time
 from pathlib import Path
 
 from svinit import build
+from svinit.machine import MachineError
+
+DEFAULT_IMAGE = "svinit:alpine"
 
 
 def cmd_build_init(args: argparse.Namespace) -> int:
     out = build.build_init(args.out)
     print(out)
     return 0
+
+
+def cmd_build_container(args: argparse.Namespace) -> int:
+    image_id = build.build_container(tag=args.tag, base=args.base, force=args.force)
+    print(f"{args.tag} {image_id}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """docker run --rm of the image, with the terminal passed through; exits with the container's code."""
+    import shutil
+
+    from svinit.container import docker_client, require_image
+
+    require_image(docker_client(), args.image)
+    docker = shutil.which("docker")
+    if not docker:
+        raise MachineError("svinit run needs the docker command-line client: apt-get install docker.io")
+    argv = [docker, "run", "--rm", "--pull", "never"]
+    if sys.stdin.isatty():
+        argv += ["-i", "-t"]
+    elif _is_pipe_or_file(0):
+        argv += ["-i"]
+    for e in args.env:
+        argv += ["-e", e]
+    for v in args.volume:
+        argv += ["-v", v]
+    if args.read_only:
+        argv += ["--read-only", "--tmpfs", "/run"]
+    if args.name:
+        argv += ["--name", args.name]
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    argv += [args.image, *cmd]
+    logging.getLogger(__name__).debug("exec %s", " ".join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the docker client takes over this process: signals, the terminal and the exit code are its
+    os.execv(docker, argv)
+    return 127  # not reached
+
+
+def _is_pipe_or_file(fd: int) -> bool:
+    import stat
+
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
+def cmd_check_container(args: argparse.Namespace) -> int:
+    """Boots the image, waits for its services, docker stop, and the verdict; exit 0 only when clean."""
+    from svinit.checks import check_container
+
+    artifacts = args.artifacts or Path("svinit-artifacts") / time.strftime("check-%Y%m%d-%H%M%S")
+    v = check_container(
+        args.image,
+        stop_limit=args.stop_limit,
+        boot_timeout=args.boot_timeout,
+        stop_timeout=args.stop_timeout,
+        artifacts=artifacts,
+    )
+    print(v.to_json() if args.json else v.table())
+    if not v.clean:
+        print(
+            f"svinit: not clean: artifacts (docker.log, service/, verdict.json) in {artifacts}",
+            file=sys.stderr,
+        )
+    return 0 if v.clean else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -81,6 +154,82 @@ def parser() -> argparse.ArgumentParser:
     bi.add_argument("--out", type=Path, help="build directory (default init/build)")
     bi.set_defaults(func=cmd_build_init)
 
+    bc = bsub.add_parser(
+        "container",
+        help="build the Alpine image with svinit as process 1 (cached by a hash of its sources)",
+        description="Builds images/alpine/Dockerfile with the init package installed, from a local base "
+        "(never pulled). The image is labelled with a hash of its sources; the build is skipped when the "
+        "tag already holds that hash.",
+    )
+    bc.add_argument("--tag", default=DEFAULT_IMAGE, help="the image's tag (default %(default)s)")
+    bc.add_argument(
+        "--base",
+        default="alpine:3.23",
+        help="the local base image (default %(default)s, provisioned if missing)",
+    )
+    bc.add_argument("--force", action="store_true", help="build even when the sources did not change")
+    bc.set_defaults(func=cmd_build_container)
+
+    r = sub.add_parser(
+        "run",
+        help="run the image (docker run --rm): its services, and CMD if given; exits with its code",
+        description="Runs a container of the image with its services; with CMD, runs CMD once they are up "
+        "and exits with CMD's exit code (128+N when signal N killed it). The terminal is passed through "
+        "(-it) when stdin is a terminal. Stop it with Ctrl-C (terminal) or docker stop.",
+        usage="%(prog)s [-h] [--image IMAGE] [-e VAR=VALUE] [-v HOST:PATH] [--read-only] [-- CMD...]",
+    )
+    r.add_argument("--image", default=DEFAULT_IMAGE, help="a local image (default %(default)s)")
+    r.add_argument("-e", "--env", action="append", default=[], metavar="VAR=VALUE", help="as docker run -e")
+    r.add_argument(
+        "-v", "--volume", action="append", default=[], metavar="HOST:PATH", help="as docker run -v"
+    )
+    r.add_argument("--read-only", action="store_true", help="a read-only root, with a tmpfs on /run")
+    r.add_argument("--name", help="the container's name")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run, after --")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="prove an image boots and stops cleanly")
+    csub = c.add_subparsers(dest="what", required=True, metavar="WHAT")
+    cc = csub.add_parser(
+        "container",
+        help="boot a container, docker stop it, and judge: exit code, stop time, order, logs",
+        description="Boots the image, waits until every service and logger is up (svstat), stops it with "
+        "docker stop, and checks: exit code 0, the stop far under Docker's grace, every service stopped "
+        "before its logger, every log complete to its last line. Exits 0 only when clean (1 when not, "
+        "2 when the check could not run); saves artifacts when not clean.",
+    )
+    cc.add_argument("--image", default=DEFAULT_IMAGE, help="a local image (default %(default)s)")
+    cc.add_argument("--json", action="store_true", help="print the verdict as JSON (for CI)")
+    cc.add_argument(
+        "--artifacts",
+        type=Path,
+        metavar="DIR",
+        help="where to save docker.log, the /service tree and verdict.json when not clean "
+        "(default svinit-artifacts/check-DATE-TIME)",
+    )
+    cc.add_argument(
+        "--stop-limit",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="the stop must take less (default %(default)g s)",
+    )
+    cc.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="time for every service and logger to be up (default %(default)g s)",
+    )
+    cc.add_argument(
+        "--stop-timeout",
+        type=int,
+        default=10,
+        metavar="S",
+        help="seconds docker stop waits before SIGKILL (default %(default)s, Docker's)",
+    )
+    cc.set_defaults(func=cmd_check_container)
+
     d = sub.add_parser("demo", help="the main job: build svinit and show it booting and stopping cleanly")
     d.set_defaults(func=cmd_demo)
     return p
@@ -91,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="svinit: %(message)s")
     try:
         return args.func(args)
-    except build.BuildError as e:
+    except (build.BuildError, MachineError) as e:
         print(f"svinit: {e}", file=sys.stderr)
-        return 1
+        return 2 if args.command == "check" else 1
 
 
 if __name__ == "__main__":

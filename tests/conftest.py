@@ -76,3 +76,20 @@ def scanner(init_bin, djb_bin, tmp_path, have_unshare):
     yield start
     for s in made:
         s.close()
+
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session")
+def svinit_image(request, svinit_docker) -> str:
+    """Overrides the plugin's: svinit:alpine is built first (once a session; cached by its sources' hash).
+    Another --svinit-image must be present already."""
+    from svinit.build import build_container
+    from svinit.container import require_image
+
+    image = request.config.getoption("--svinit-image")
+    if image == "svinit:alpine":
+        build_container(tag=image, client=svinit_docker)
+    require_image(svinit_docker, image)
+    return image

@@ -667,6 +667,8 @@ def test_kill_and_restart(client, service):
     svc(client, "-k", s)
     new = s.wait_up(other_than=pid)
     assert not alive(pid)
+    # the status shows the new pid as soon as run is exec'd: its "start" line may come a moment later
+    s.wait_event(f"start {new}")
     assert "TERM" not in s.events() and [e for e in s.events() if e.startswith("start")] == [
         f"start {pid}",
         f"start {new}",

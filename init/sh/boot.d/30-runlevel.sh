@@ -1,4 +1,5 @@
 # provides: runlevel
+# needs: scandir
 # The boot runlevel (SVINIT_RUNLEVEL in a container, svinit.runlevel= on a vm, else "default"): its
 # services start, the other runlevels' services get a `down` file. Services in no runlevel always start.
 [ -d "$SVINIT_ETC/runlevels" ] || return 0

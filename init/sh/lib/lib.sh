@@ -109,7 +109,8 @@ sv_request() {
     ln -sf "$SVINIT_LIB/svinit-shutdown.run" "$SVINIT_RUN/svinit-shutdown/run"
   fi
   ln -s "$SVINIT_RUN/svinit-shutdown" "$_sv_sd/svinit-shutdown" 2>/dev/null || return 0
-  # svinit's svscan starts it at once; djb's finds it at its next scan (5 s at most)
+  # svinit's svscan starts it at once; djb's finds it at its next scan (5 s at most); before svscan
+  # runs (a request during boot), its first scan does
   svscanctl -a "$_sv_sd" 2>/dev/null || :
 }
 

@@ -1,0 +1,35 @@
+# provides: scandir
+# needs: root
+# The scan directory svscan runs in: /service, or, when /service is read-only (docker run --read-only
+# --tmpfs /run), a mirror of it in /run whose directories are new and whose files are symlinks to the
+# originals, so services run from the read-only originals (/run being noexec) and their state
+# (supervise/, down files) is written in /run. Also removes a leftover shutdown service, as the seed says.
+
+# Mirrors SRC as DST, without supervise/ (state, not definition).
+sv_shadow() {  # SRC DST
+  mkdir -p "$2" || return 1
+  for f in "$1"/* "$1"/.[!.]*; do
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    case ${f##*/} in supervise) continue ;; esac
+    if [ -d "$f" ] && [ ! -L "$f" ]; then
+      sv_shadow "$f" "$2/${f##*/}"
+    else
+      ln -s "$f" "$2/${f##*/}"
+    fi
+  done
+}
+
+rm -f /service/svinit-shutdown 2>/dev/null
+scandir=/service
+if ! { true > /service/.svinit-writable; } 2>/dev/null; then
+  scandir=$SVINIT_RUN/service
+  rm -rf "$scandir"
+  if ! sv_shadow /service "$scandir"; then
+    sv_fail "/service is read-only and cannot be mirrored in $scandir: services cannot run"
+    return 1
+  fi
+  rm -f "$scandir/svinit-shutdown"
+  sv_say "/service is read-only: svscan runs in $scandir, which mirrors it"
+fi
+rm -f /service/.svinit-writable 2>/dev/null
+echo "$scandir" > "$SVINIT_RUN/scandir"
