@@ -412,3 +412,186 @@ def check_container(
             save_artifacts(m, v, artifacts)
             v.facts["artifacts"] = str(artifacts)
     return v
+
+
+# ---------------------------------------------------------------------------------------------------
+# Virtual machines: the guest ended QEMU as asked, in time, every disk cleanly unmounted, services
+# stopped before their loggers.
+
+#: The QMP SHUTDOWN reason each way of ending a VM should give (QEMU runs with -no-reboot).
+EXPECTED_REASON = {
+    "poweroff": "guest-shutdown",
+    "acpi": "guest-shutdown",
+    "halt": None,
+    "reboot": "guest-reset",
+    "ctrl-alt-del": "guest-reset",
+}
+DEFAULT_VM_SHUTDOWN_LIMIT = 30.0
+
+
+@dataclass(frozen=True)
+class DiskReport:
+    """Whether an ext2/3/4 image was cleanly unmounted: no needs_recovery, state clean, e2fsck -fn 0."""
+
+    image: str
+    ok: bool
+    detail: str
+    needs_recovery: bool | None = None
+    state: str | None = None
+    fsck_exit: int | None = None
+    fsck_output: str = ""
+
+
+def verify_disk(image: Path | str) -> DiskReport:
+    """Checks an ext2/3/4 image file on the host, read-only: `dumpe2fs -h` (a journaled filesystem left
+    mounted still says "clean", but keeps the feature needs_recovery; one without a journal says "not
+    clean") and `e2fsck -fn` (it must find nothing).
+
+    Raises:
+        FileNotFoundError: there is no such image.
+    """
+    import subprocess
+
+    image = str(image)
+    if not Path(image).exists():
+        raise FileNotFoundError(f"{image}: no such disk image")
+    dump = subprocess.run(["dumpe2fs", "-h", image], capture_output=True, text=True)
+    if dump.returncode != 0:
+        why = dump.stderr.strip().splitlines()[-1] if dump.stderr.strip() else f"exit {dump.returncode}"
+        return DiskReport(image, False, f"not an ext2/3/4 filesystem (dumpe2fs: {why})")
+    features, state = "", None
+    for line in dump.stdout.splitlines():
+        key, _, value = line.partition(":")
+        if key == "Filesystem features":
+            features = value
+        elif key == "Filesystem state":
+            state = value.strip()
+    needs_recovery = "needs_recovery" in features.split()
+    fsck = subprocess.run(["e2fsck", "-fn", image], capture_output=True, text=True)
+    problems = []
+    if needs_recovery:
+        problems.append("needs_recovery is set: the journal was not closed (left mounted)")
+    if state != "clean":
+        problems.append(f"filesystem state {state!r}")
+    if fsck.returncode != 0:
+        problems.append(f"e2fsck -fn exit {fsck.returncode}")
+    detail = (
+        "; ".join(problems) if problems else "cleanly unmounted: no needs_recovery, state clean, e2fsck -fn 0"
+    )
+    return DiskReport(
+        image,
+        not problems,
+        detail,
+        needs_recovery,
+        state,
+        fsck.returncode,
+        (fsck.stdout + fsck.stderr)[-4000:],
+    )
+
+
+def parse_stop_report(console: str) -> dict[str, tuple[Any, Any]]:
+    """The shutdown's report on the console (with svinit.harness set): {service: (down, logger down)},
+    as Tai64n stamps read from the supervise/status records, from lines
+    ``svinit: stopped: NAME @<24 hex> log @<24 hex>``."""
+    import re
+
+    from svinit.svstat import Tai64n
+
+    out = {}
+    for m in re.finditer(r"svinit: stopped: (\S+) @([0-9a-f]{24}|) log @([0-9a-f]{24}|)", console):
+        name, s, lg = m.groups()
+        out[name] = (Tai64n.from_label("@" + s) if s else None, Tai64n.from_label("@" + lg) if lg else None)
+    return out
+
+
+@dataclass
+class VmEvidence:
+    """What a run of a VM left, as the checks need it."""
+
+    subject: str
+    #: how the VM was asked to end: poweroff, acpi, ctrl-alt-del, reboot, halt
+    how: str
+    boot_seconds: float | None
+    boot_problem: str = ""
+    #: the QMP SHUTDOWN event's data ({"guest": bool, "reason": str}), None when there was none
+    shutdown_event: dict[str, Any] | None = None
+    #: seconds from the request until QEMU ended (or the guest halted)
+    shutdown_seconds: float | None = None
+    #: the console showed the kernel's last words (reboot: Power down / Restarting system / System halted)
+    kernel_final: str = ""
+    disks: list[DiskReport] = field(default_factory=list)
+    #: {service: (down, logger down)} from the shutdown's report on the console
+    stop_report: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+def vm_verdict(ev: VmEvidence, shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT) -> Verdict:
+    """The checks of one VM run: boot, ended (by the guest, for the reason asked), shutdown time, disks
+    (each cleanly unmounted), order (every service down before its logger)."""
+    checks = []
+    if ev.boot_seconds is None:
+        checks.append(Check("boot", False, ev.boot_problem or "the services did not all come up"))
+    else:
+        checks.append(Check("boot", True, f"every service up {ev.boot_seconds:.1f} s after QEMU started"))
+    want = EXPECTED_REASON.get(ev.how, "guest-shutdown")
+    e = ev.shutdown_event
+    if ev.how == "halt":
+        ok = ev.kernel_final == "System halted"
+        checks.append(
+            Check(
+                "ended",
+                ok,
+                "the kernel halted" if ok else f"no 'reboot: System halted' on the console (event {e})",
+            )
+        )
+    elif e is None:
+        checks.append(
+            Check("ended", False, "QEMU sent no SHUTDOWN event: it did not end, or ended by a crash")
+        )
+    elif not e.get("guest") or e.get("reason") != want:
+        checks.append(
+            Check(
+                "ended",
+                False,
+                f"SHUTDOWN guest={e.get('guest')} reason={e.get('reason')}; "
+                f"a clean {ev.how} gives guest=True reason={want}",
+            )
+        )
+    else:
+        checks.append(Check("ended", True, f"by the guest: SHUTDOWN reason {want}"))
+    if ev.shutdown_seconds is None:
+        checks.append(Check("time", False, "the shutdown did not finish"))
+    else:
+        checks.append(
+            Check(
+                "time",
+                ev.shutdown_seconds <= shutdown_limit,
+                f"{ev.shutdown_seconds:.1f} s (limit {shutdown_limit:g} s)",
+            )
+        )
+    if not ev.disks:
+        checks.append(Check("disks", True, "no disk attached (the root is in RAM)"))
+    else:
+        bad = [d for d in ev.disks if not d.ok]
+        detail = "; ".join(f"{Path(d.image).name}: {d.detail}" for d in (bad or ev.disks))
+        checks.append(Check("disks", not bad, detail))
+    if not ev.stop_report:
+        checks.append(Check("order", False, "no shutdown report on the console (is svinit.harness set?)"))
+    else:
+        late = [n for n, (s, lg) in ev.stop_report.items() if s is None or lg is None or not s < lg]
+        checks.append(
+            Check(
+                "order",
+                not late,
+                f"logger before its service: {', '.join(sorted(late))}"
+                if late
+                else f"{len(ev.stop_report)} services stopped before their loggers",
+            )
+        )
+    facts = {
+        "how": ev.how,
+        "shutdown_event": e,
+        "shutdown_seconds": ev.shutdown_seconds,
+        "boot_seconds": ev.boot_seconds,
+        "disks": [asdict(d) for d in ev.disks],
+    }
+    return Verdict(ev.subject, checks, facts)

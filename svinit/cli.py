@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from svinit import build
@@ -143,6 +145,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_disk(args: argparse.Namespace) -> int:
+    """Exit 0 only when every image is a cleanly unmounted ext2/3/4 filesystem."""
+    from svinit.checks import verify_disk
+
+    try:
+        reports = [verify_disk(img) for img in args.images]
+    except FileNotFoundError as e:
+        print(f"svinit: {e}", file=sys.stderr)
+        return 2
+    clean = all(r.ok for r in reports)
+    if args.json:
+        print(json.dumps({"clean": clean, "disks": [asdict(r) for r in reports]}, indent=2))
+    else:
+        for r in reports:
+            print(f"  {'ok' if r.ok else 'FAIL':4}  {r.image}  {r.detail}")
+        print("clean" if clean else "NOT CLEAN")
+    return 0 if clean else 1
+
+
+def cmd_build_vm(args: argparse.Namespace) -> int:
+    out = build.build_vm(args.out, layout=args.layout, kernel=args.kernel, force=args.force)
+    for name in ("vmlinuz", "initramfs.img", "cmdline", "root.img"):
+        if (out / name).exists():
+            print(out / name)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="svinit", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log progress in detail")
@@ -187,6 +216,38 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--name", help="the container's name")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run, after --")
     r.set_defaults(func=cmd_run)
+
+    bv = bsub.add_parser(
+        "vm",
+        help="build a VM: kernel, initramfs, kernel command line (and a root disk)",
+        description="Writes OUT/vmlinuz, OUT/initramfs.img, OUT/cmdline and, for the disk layout, "
+        "OUT/root.img. The kernel is Debian's (fetched once, cached) unless --kernel names one (which then "
+        "needs its drivers built in). The initramfs is written without root: static busybox, the init "
+        "package, the modules of images/initramfs/modules. Cached: skipped when its inputs did not change.",
+    )
+    bv.add_argument("--out", type=Path, required=True, metavar="DIR", help="the output directory")
+    bv.add_argument(
+        "--layout",
+        choices=("initramfs", "disk"),
+        default="initramfs",
+        help="initramfs: the initramfs is the root (default); disk: root on an ext4 disk made from "
+        "the svinit:alpine image, which the initramfs checks, mounts and switch_roots to",
+    )
+    bv.add_argument("--kernel", type=Path, metavar="PATH", help="a kernel to use instead of Debian's")
+    bv.add_argument("--force", action="store_true", help="build even when the inputs did not change")
+    bv.set_defaults(func=cmd_build_vm)
+
+    vd = sub.add_parser(
+        "verify-disk",
+        help="exit 0 only for cleanly unmounted ext2/3/4 images",
+        description="Checks disk images on the host, read-only: a journaled ext4 left mounted still says "
+        "'clean' but keeps the feature needs_recovery (dumpe2fs -h); a journal-less one says 'not clean'; "
+        "e2fsck -fn must find nothing. Exits 0 when every image is clean, 1 when one is not, 2 when an "
+        "image is missing.",
+    )
+    vd.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="ext2/3/4 image files")
+    vd.add_argument("--json", action="store_true", help="print the result as JSON (for CI)")
+    vd.set_defaults(func=cmd_verify_disk)
 
     c = sub.add_parser("check", help="prove an image boots and stops cleanly")
     csub = c.add_subparsers(dest="what", required=True, metavar="WHAT")
