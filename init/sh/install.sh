@@ -5,7 +5,7 @@
 #   /sbin/{poweroff,reboot,halt,shutdown,runlevel}
 #   /lib/svinit/                  lib.sh, resolve.sh, front, shutdown, final.sh, the shutdown service
 #   /lib/svinit/boot.d, shutdown.d   the drop-ins
-#   /lib/svinit/wrap/supervise    the supervise wrapper, first in svscan's PATH
+#   /lib/svinit/stopped-supervise the supervise svscan finds during the shutdown: it exits at once
 #   /lib/svinit/svscan/           svscan's hooks, linked from /service/.svscan
 #   /lib/svinit/vm-services/      getty, acpid and the harness shell, linked into /service on a vm
 #   /etc/acpi/PWRF/00000080       the ACPI power button's action (busybox acpid)
@@ -40,7 +40,7 @@ done
 mkdir -p "$D/etc/acpi/PWRF"
 rm -f "$D/etc/acpi/PWRF/00000080"
 ln -s /lib/svinit/acpi-power "$D/etc/acpi/PWRF/00000080"
-inst 0755 "$src/lib/wrap-supervise" "$L/wrap/supervise"
+inst 0755 "$src/lib/stopped-supervise" "$L/stopped-supervise"
 for f in "$src"/boot.d/*.sh; do inst 0644 "$f" "$L/boot.d/${f##*/}"; done
 for f in "$src"/shutdown.d/*.sh; do inst 0644 "$f" "$L/shutdown.d/${f##*/}"; done
 for f in "$src"/svscan/*; do inst 0755 "$f" "$L/svscan/${f##*/}"; done
