@@ -312,7 +312,13 @@ def _vm_kernel(kernel: Path | None):
     return k.vmlinuz, k.modules.parent.parent.parent, k.version
 
 
-def build_vm(out: Path, layout: str = "initramfs", kernel: Path | None = None, force: bool = False) -> Path:
+def build_vm(
+    out: Path,
+    layout: str = "initramfs",
+    kernel: Path | None = None,
+    force: bool = False,
+    overlay: Path | None = None,
+) -> Path:
     """Builds a VM: out/vmlinuz, out/initramfs.img, out/cmdline and, for the disk layout, out/root.img.
 
     Layouts: "initramfs" (the reference: the initramfs is the root; static busybox, the init package,
@@ -324,6 +330,8 @@ def build_vm(out: Path, layout: str = "initramfs", kernel: Path | None = None, f
         layout: "initramfs" or "disk".
         kernel: a kernel to use instead of Debian's (it then needs its drivers built in: no modules).
         force: build even when the inputs did not change.
+        overlay: a directory whose files are added over the root (your services in service/, boot
+            drop-ins in etc/svinit/boot.d/, an etc/fstab...): in the initramfs, or in root.img.
 
     Raises:
         BuildError: a fetch or a build step failed (the message names it).
@@ -336,7 +344,13 @@ def build_vm(out: Path, layout: str = "initramfs", kernel: Path | None = None, f
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vmlinuz, kdir, version = _vm_kernel(kernel)
+    if overlay is not None and not Path(overlay).is_dir():
+        raise BuildError(
+            f"overlay {overlay} is not a directory: give a directory of files to add over the root"
+        )
     digest = f"{source_hash(VM_INPUTS)}-{layout}-{vmlinuz}"
+    if overlay is not None:
+        digest += "-" + _tree_hash(Path(overlay))
     if layout == "disk":
         digest += "-" + source_hash(CONTAINER_INPUTS)
     stamp = out / ".svinit-build"
@@ -386,12 +400,14 @@ def build_vm(out: Path, layout: str = "initramfs", kernel: Path | None = None, f
             )
             (tree / "etc" / "shadow").chmod(0o600)
             (tree / "init").symlink_to("sbin/init")
+            if overlay is not None:
+                shutil.copytree(overlay, tree, symlinks=True, dirs_exist_ok=True)
             cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip()
         else:
             log.info("assembling the initramfs of the disk layout (it mounts root.img and switch_roots)")
             shutil.copy2(ROOT / "images/initramfs/init-disk", tree / "init")
             cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip() + " root=LABEL=svroot"
-            build_root_disk(out / "root.img", kdir, version, mod_files, e2fsck)
+            build_root_disk(out / "root.img", kdir, version, mod_files, e2fsck, overlay=overlay)
         write_initramfs(tree, out / "initramfs.img")
     shutil.copy2(vmlinuz, out / "vmlinuz")
     (out / "cmdline").write_text(cmdline + "\n")
@@ -413,6 +429,7 @@ def build_root_disk(
     e2fsck: Path,
     image: str = "svinit:alpine",
     size_mb: int | None = None,
+    overlay: Path | None = None,
 ) -> Path:
     """Makes an ext4 image (label svroot) of the container image *image*: `docker export`, the files of
     images/initramfs for a VM added, `mkfs.ext4 -d`, then every owner and mode set from the export's tar
@@ -444,6 +461,10 @@ def build_root_disk(
         _etc(tree, {"etc/fstab": "fstab.disk", "etc/hostname": "hostname", "etc/modules": "modules"})
         if kdir:
             _add_modules(tree, kdir, version, mod_files)
+        if overlay is not None:
+            shutil.copytree(overlay, tree, symlinks=True, dirs_exist_ok=True)
+            for p in Path(overlay).rglob("*"):  # the overlay's own files keep their modes, owned by root
+                meta["/" + str(p.relative_to(overlay))] = (0, 0, p.lstat().st_mode & 0o7777)
         if not (tree / "sbin" / "e2fsck").exists():
             shutil.copy2(e2fsck, tree / "sbin" / "e2fsck")
         used = sum(p.lstat().st_size for p in tree.rglob("*"))
@@ -462,6 +483,17 @@ def build_root_disk(
                 f.write(f'set_inode_field "{path}" mode 0{mode | _type_bits(tree / path.lstrip("/")):o}\n')
         _run(["debugfs", "-w", "-f", str(script), str(dest)], "debugfs (owners and modes)")
     return dest
+
+
+def _tree_hash(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode() + b"\0" + oct(p.lstat().st_mode).encode())
+        if p.is_symlink():
+            h.update(os.readlink(p).encode())
+        elif p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _type_bits(path: Path) -> int:

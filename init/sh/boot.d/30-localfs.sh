@@ -15,7 +15,15 @@ while read -r spec file type opts freq pass rest; do
     rc=1
     continue
   fi
-  case $file in / | none | swap) continue ;; esac
+  case $file in
+    / | none | swap) continue ;;
+    /*) ;;
+    *)
+      sv_fail "/etc/fstab line $n is malformed: the mount point '$file' is not an absolute path"
+      rc=1
+      continue
+      ;;
+  esac
   case $type in swap | proc | sysfs | devtmpfs | devpts | tmpfs) [ "$type" = tmpfs ] || continue ;; esac
   case ,$opts, in *,noauto,*) continue ;; esac
   sv_mounted "$file" && continue
