@@ -312,6 +312,13 @@ def _vm_kernel(kernel: Path | None):
     return k.vmlinuz, k.modules.parent.parent.parent, k.version
 
 
+def vm_dir(layout: str = "initramfs") -> Path:
+    """Where the reference VM of *layout* is built by default: under the cache (svinit.fetch.cache_dir)."""
+    from svinit.fetch import cache_dir
+
+    return cache_dir() / "vm" / layout
+
+
 def build_vm(
     out: Path,
     layout: str = "initramfs",

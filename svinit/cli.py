@@ -6,8 +6,6 @@ import argparse
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -97,51 +95,71 @@ def cmd_check_container(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """A supervision tree under svscan in a PID namespace: up, a service killed and restarted, stopped."""
-    from svinit.pidns import PidNamespace, children_of, comm
+    """The main job: build svinit's container image and VM, and show each booting and shutting down
+    cleanly, judged by the same checks as `svinit check`. Exit 0 only when both are clean."""
+    from svinit.checks import check_container, check_vm
 
-    if os.geteuid() != 0:
-        print("svinit demo: needs root (it runs svscan in a new PID namespace with unshare)", file=sys.stderr)
-        return 2
-    bindir = build.build_init()
-    with tempfile.TemporaryDirectory(prefix="svinit-demo-") as tmp:
-        scan = Path(tmp) / "service"
-        for name in ("clock", "echo", "worker"):
-            d = scan / name
-            (d / "log").mkdir(parents=True)
-            (d / "run").write_text(
-                f'#!/bin/sh\nexec 2>&1\nwhile :; do echo "{name} alive"; sleep 0.2; done\n'
-            )
-            (d / "log" / "run").write_text("#!/bin/sh\nexec multilog t ./main\n")
-            (d / "run").chmod(0o755)
-            (d / "log" / "run").chmod(0o755)
-        env = {"PATH": f"{bindir}:/usr/bin:/bin"}
-        t0 = time.monotonic()
-        ns = PidNamespace(
-            ["sh", "-c", 'svscan "$1"; echo "svscan exited $?"', "sh", str(scan)],
-            Path(tmp) / "svscan.log",
-            env=env,
+    step = "[1/4] building the init package and the svinit:alpine image"
+    print(step, flush=True)
+    build.build_container(tag=DEFAULT_IMAGE)
+    print("[2/4] a container: boot, every service up, docker stop, the verdict", flush=True)
+    artifacts = Path("svinit-artifacts") / time.strftime("demo-%Y%m%d-%H%M%S")
+    container = check_container(DEFAULT_IMAGE, artifacts=artifacts / "container")
+    print(container.table(), flush=True)
+    print("[3/4] building the VM: Debian's kernel, an initramfs with svinit as process 1", flush=True)
+    out = build.build_vm(build.vm_dir("initramfs"))
+    print(
+        "[4/4] a VM under QEMU: boot, every service up, /data written, poweroff, every disk checked",
+        flush=True,
+    )
+    vm = check_vm(out, how="poweroff", artifacts=artifacts / "vm")
+    print(vm.table(), flush=True)
+    clean = container.clean and vm.clean
+    print(
+        f"\ndemo: container {'clean' if container.clean else 'NOT CLEAN'}, "
+        f"VM {'clean' if vm.clean else 'NOT CLEAN'} ({vm.facts.get('accel', '?')})"
+    )
+    if not clean:
+        print(f"svinit: artifacts in {artifacts}", file=sys.stderr)
+    return 0 if clean else 1
+
+
+def cmd_check_vm(args: argparse.Namespace) -> int:
+    """Boots the VM, waits for its services, ends it, checks every disk; exit 0 only when clean."""
+    from svinit.checks import check_vm
+
+    artifacts = args.artifacts or Path("svinit-artifacts") / time.strftime("check-vm-%Y%m%d-%H%M%S")
+    v = check_vm(
+        args.vm,
+        layout=args.layout,
+        how=args.how,
+        data_disk=not args.no_data_disk,
+        shutdown_limit=args.shutdown_limit,
+        boot_timeout=args.boot_timeout,
+        artifacts=artifacts,
+    )
+    print(v.to_json() if args.json else v.table())
+    if not v.clean:
+        print(
+            f"svinit: not clean: artifacts (console.log, events.json, verdict.json) in {artifacts}",
+            file=sys.stderr,
         )
-        try:
-            dirs = [str(scan / n) for n in ("clock", "echo", "worker")]
-            dirs += [d + "/log" for d in dirs]
-            while True:
-                out = subprocess.run([bindir / "svstat", *dirs], capture_output=True, text=True).stdout
-                if out.count(": up ") == 6 or time.monotonic() - t0 > 10:
-                    break
-                time.sleep(0.05)
-            print(f"svscan brought 6 services up in {time.monotonic() - t0:.2f} s:\n{out}")
-            svscan = [p for p in children_of(ns.pid) if comm(p) == "svscan"][0]
-            os.kill(svscan, signal.SIGTERM)
-            t1 = time.monotonic()
-            ns.wait(15)
-            print(f"SIGTERM: services stopped, then their loggers, in {time.monotonic() - t1:.2f} s")
-            print(ns.output().strip())
-            for name in ("clock", "echo", "worker"):
-                lines = (scan / name / "log" / "main" / "current").read_text().splitlines()
-                print(f"{name}: {len(lines)} lines logged, last: {lines[-1] if lines else '(none)'}")
-        finally:
-            ns.close()
+    return 0 if v.clean else 1
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    """An interactive serial console on the VM; Ctrl-] leaves (and powers the VM off)."""
+    from svinit.vm import QemuMachine, interactive
+
+    out = args.vm or build.build_vm(build.vm_dir(args.layout), layout=args.layout)
+    with tempfile.TemporaryDirectory(prefix="svinit-boot-") as tmp:
+        root = Path(tmp) / "root.img" if (out / "root.img").exists() and not args.keep_root else None
+        m = QemuMachine.from_build(out, disk_copy=root, disks=args.disk, harness=False)
+        print(f"svinit: booting {out} ({m.choose_accel()}); Ctrl-] leaves and powers the VM off", flush=True)
+        with m:
+            res = interactive(m, shutdown="acpi")
+    if res is not None:
+        print(f"svinit: QEMU ended: {res.reason or 'no SHUTDOWN event'}, {res.seconds:.1f} s")
     return 0
 
 
@@ -291,7 +309,86 @@ def parser() -> argparse.ArgumentParser:
     )
     cc.set_defaults(func=cmd_check_container)
 
-    d = sub.add_parser("demo", help="the main job: build svinit and show it booting and stopping cleanly")
+    cv = csub.add_parser(
+        "vm",
+        help="boot a VM, end it, and judge: ended by the guest, time, disks unmounted, order",
+        description="Boots the VM (a build_vm output, or the reference VM of --layout, built if needed) "
+        "with a fresh ext4 data disk (label svdata, mounted at /data) attached, waits until every service "
+        "is up, writes to /data, ends it (--how) and checks: QEMU ended by the guest (QMP SHUTDOWN "
+        "guest=true, reason guest-shutdown, or guest-reset for a reboot), in time, every ext4 disk "
+        "cleanly unmounted (no needs_recovery, e2fsck -fn clean), every service stopped before its "
+        "logger. Exits 0 only when clean (1 when not); saves console.log and events.json when not.",
+    )
+    cv.add_argument("--vm", type=Path, metavar="DIR", help="a build_vm output directory")
+    cv.add_argument(
+        "--layout",
+        choices=("initramfs", "disk"),
+        default="initramfs",
+        help="the reference VM to build and check when --vm is not given (default %(default)s)",
+    )
+    cv.add_argument(
+        "--how",
+        default="poweroff",
+        choices=("poweroff", "acpi", "ctrl-alt-del", "reboot", "halt", "crash"),
+        help="how the VM is ended; crash is QMP quit, a power cut: never clean (default %(default)s)",
+    )
+    cv.add_argument("--no-data-disk", action="store_true", help="attach no data disk")
+    cv.add_argument("--json", action="store_true", help="print the verdict as JSON (for CI)")
+    cv.add_argument(
+        "--artifacts",
+        type=Path,
+        metavar="DIR",
+        help="where to save the console, QMP events and the verdict when not clean",
+    )
+    cv.add_argument(
+        "--shutdown-limit",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds the end may take, before the TCG factor (default %(default)g)",
+    )
+    cv.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds for every service to be up, before the TCG factor (default %(default)g)",
+    )
+    cv.set_defaults(func=cmd_check_vm)
+
+    bt = sub.add_parser(
+        "boot",
+        help="boot a VM on an interactive serial console (Ctrl-] leaves)",
+        description="Boots the VM (a build_vm output, or the reference VM, built if needed) and hands "
+        "its serial console to this terminal: a root shell. Ctrl-] leaves, after which the VM is "
+        "powered off with the ACPI power button. The disk layout's root.img is copied first unless "
+        "--keep-root.",
+    )
+    bt.add_argument("--vm", type=Path, metavar="DIR", help="a build_vm output directory")
+    bt.add_argument(
+        "--layout",
+        choices=("initramfs", "disk"),
+        default="initramfs",
+        help="the reference VM when --vm is not given (default %(default)s)",
+    )
+    bt.add_argument(
+        "--disk",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="IMG",
+        help="attach this disk image too (an ext4 labelled svdata is mounted at /data)",
+    )
+    bt.add_argument("--keep-root", action="store_true", help="boot root.img itself, not a copy")
+    bt.set_defaults(func=cmd_boot)
+
+    d = sub.add_parser(
+        "demo",
+        help="the main job: build svinit, then a container and a VM boot and shut down cleanly",
+        description="Builds the svinit:alpine image and the reference VM, then checks a container "
+        "(svinit check container) and a VM (svinit check vm, with a data disk): exit 0 only when both "
+        "are clean.",
+    )
     d.set_defaults(func=cmd_demo)
     return p
 

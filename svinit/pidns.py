@@ -1,6 +1,6 @@
 """Run a program as process 1 of a new PID namespace: the cheapest real PID 1 (`unshare --pid --fork`).
 
-Used by `svinit demo` on hosts without Docker or QEMU, by the tests and by the benchmarks. Needs root.
+Used by the tests and the benchmarks (svscan and the init package as process 1 on the host). Needs root.
 """
 
 from __future__ import annotations

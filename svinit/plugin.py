@@ -1,8 +1,12 @@
-"""pytest plugin (entry point ``pytest11``): booted svinit containers as machines with verbs.
+"""pytest plugin (entry point ``pytest11``): booted svinit containers and virtual machines, with verbs.
 
 Options:
     --svinit-image IMAGE               the image the fixtures boot (default svinit:alpine; never pulled)
     --svinit-timeout-multiplier N      scales every wait of the machines (slow hosts)
+    --svinit-kernel FILE               the VM fixtures boot this kernel (default: svinit's reference VM,
+                                       built with build_vm, Debian's kernel)
+    --svinit-initrd FILE               ... with this initramfs
+    --svinit-cmdline TEXT|@FILE        ... and this kernel command line (default console=ttyS0)
 
 Fixtures:
     svinit_image                the image's tag, checked present (else the test fails: build it first)
@@ -10,8 +14,15 @@ Fixtures:
                                 volumes=..., read_only=..., wait=True, **docker options) -> ContainerMachine
     svinit_container            a booted container of the image, every service up; stopped and removed after
     svinit_host                 a testinfra host on svinit_container (backend docker)
+    svinit_vm_files             (kernel, initrd, cmdline) of the VM: the options', else the reference
+                                initramfs VM (build_vm, cached in svinit's cache)
+    svinit_vm_factory           boots QEMU machines: factory(disks=[...], memory=..., cmdline=..., wait=True,
+                                **QemuMachine options) -> QemuMachine, every service up
+    svinit_vm                   a booted VM of svinit_vm_files, every service up; stopped (ACPI power
+                                button) and cleaned after
 
-A test that fails gets each of its containers' output (docker logs) in its report.
+A test that fails gets each of its machines' output (docker logs, the VM's console) in its report;
+fixtures of a wider scope register theirs with keep_for_report(request.node, machine).
 
 >>> def test_heartbeat(svinit_container, svinit_host):
 ...     svinit_container.wait_for_service("heartbeat")
@@ -20,14 +31,18 @@ A test that fails gets each of its containers' output (docker logs) in its repor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from svinit.container import DEFAULT_IMAGE, ContainerMachine, docker_client, require_image
-from svinit.machine import MachineError
+from svinit.machine import Machine, MachineError
 
+log = logging.getLogger(__name__)
 _MACHINES = pytest.StashKey[list]()
 
 
@@ -45,6 +60,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="N",
         help="multiply every timeout of svinit's machines (default $SVINIT_TIMEOUT_MULTIPLIER, else 1)",
+    )
+    group.addoption(
+        "--svinit-kernel",
+        default=None,
+        metavar="FILE",
+        help="the kernel svinit's VM fixtures boot (default: the reference VM, built with build_vm)",
+    )
+    group.addoption("--svinit-initrd", default=None, metavar="FILE", help="the VM fixtures' initramfs")
+    group.addoption(
+        "--svinit-cmdline",
+        default=None,
+        metavar="TEXT|@FILE",
+        help="the VM fixtures' kernel command line, or @FILE to read it (default console=ttyS0; "
+        "svinit.harness=ttyS1 is added)",
     )
 
 
@@ -80,7 +109,6 @@ def svinit_container_factory(
     """
     multiplier = request.config.getoption("--svinit-timeout-multiplier")
     machines: list[ContainerMachine] = []
-    request.node.stash[_MACHINES] = machines
 
     def start(
         command: list[str] | str | None = None,
@@ -97,6 +125,7 @@ def svinit_container_factory(
         options.setdefault("timeout_multiplier", multiplier)
         m = ContainerMachine(image or svinit_image, command, client=svinit_docker, **options)
         machines.append(m)
+        keep_for_report(request.node, m)
         m.start()
         if wait:
             m.wait_for_all_services(boot_timeout)
@@ -119,16 +148,126 @@ def svinit_host(svinit_container: ContainerMachine):
     return svinit_container.host
 
 
+def keep_for_report(node: pytest.Item | pytest.Collector, machine: Machine) -> None:
+    """Puts *machine*'s output in the report of a test that fails: every test's under *node* if *node* is
+    the test, else (a module's or a session's fixture passes its request.node) every test's that has the
+    machine as an argument."""
+    node.stash.setdefault(_MACHINES, []).append(machine)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if report.failed and call.when == "call":
-        for m in item.stash.get(_MACHINES, []):
-            if m.container is None:
-                continue
-            try:
-                text = m.logs()
-            except Exception as e:  # the report must not fail for want of the logs
-                text = f"(no logs: {e})"
-            report.sections.append((f"svinit: output of {m.name}", text))
+        used = [id(v) for v in getattr(item, "funcargs", {}).values()]
+        for node in item.listchain():
+            for m in node.stash.get(_MACHINES, []):
+                # a wider-scope fixture's machine: only in the reports of the tests that use it
+                if node is not item and id(m) not in used:
+                    continue
+                if getattr(m, "container", True) is None:
+                    continue
+                try:
+                    text = m.logs()
+                except Exception as e:  # the report must not fail for want of the logs
+                    text = f"(no logs: {e})"
+                report.sections.append((f"svinit: output of {m.name}", text))
     return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# Virtual machines
+
+
+@dataclass(frozen=True)
+class VmFiles:
+    """What a VM boots: a kernel, an initramfs (or None), a kernel command line."""
+
+    kernel: Path
+    initrd: Path | None
+    cmdline: str
+
+
+@pytest.fixture(scope="session")
+def svinit_vm_files(request: pytest.FixtureRequest) -> VmFiles:
+    """The options' kernel, initramfs and command line; else the reference initramfs VM, built with
+    build_vm into svinit's cache (rebuilt only when its sources change)."""
+    opt = request.config.getoption
+    kernel, initrd, cmdline = opt("--svinit-kernel"), opt("--svinit-initrd"), opt("--svinit-cmdline")
+    if cmdline and cmdline.startswith("@"):
+        cmdline = Path(cmdline[1:]).read_text().strip()
+    if kernel:
+        for f in (kernel, initrd):
+            if f and not Path(f).is_file():
+                pytest.fail(f"no file {f} (given to --svinit-kernel/--svinit-initrd)", pytrace=False)
+        return VmFiles(Path(kernel), Path(initrd) if initrd else None, cmdline or "console=ttyS0")
+    if initrd:
+        pytest.fail("--svinit-initrd needs --svinit-kernel", pytrace=False)
+    from svinit.build import BuildError, build_vm, vm_dir
+
+    try:
+        out = build_vm(vm_dir("initramfs"))
+    except BuildError as e:
+        pytest.fail(f"cannot build the reference VM: {e}", pytrace=False)
+    return VmFiles(out / "vmlinuz", out / "initramfs.img", cmdline or (out / "cmdline").read_text().strip())
+
+
+def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
+    """(start, stop_all) for a VM fixture of any scope: start(**options) boots a machine as
+    svinit_vm_factory does and registers it for the reports of the tests under request.node; stop_all()
+    stops and cleans every machine it started."""
+    from svinit.vm import QemuMachine
+
+    multiplier = request.config.getoption("--svinit-timeout-multiplier")
+    machines: list[QemuMachine] = []
+
+    def start(
+        disks: list[Any] | None = None,
+        cmdline: str | None = None,
+        wait: bool = True,
+        boot_timeout: float = 60,
+        kernel: Path | None = None,
+        initrd: Path | None = None,
+        **options: Any,
+    ) -> QemuMachine:
+        options.setdefault("timeout_multiplier", multiplier)
+        options.setdefault("name", f"vm{len(machines) + 1}")
+        m = QemuMachine(
+            kernel or files.kernel, initrd or files.initrd, cmdline or files.cmdline, disks, **options
+        )
+        machines.append(m)
+        keep_for_report(request.node, m)
+        m.start()
+        if wait:
+            m.wait_for_all_services(boot_timeout)
+        return m
+
+    def stop_all() -> None:
+        for m in machines:
+            try:
+                if m.is_running():
+                    m.shutdown("acpi")
+            except MachineError as e:
+                log.warning("%s: no clean stop at teardown: %s", m.name, e)
+            finally:
+                m.close()
+
+    return start, stop_all
+
+
+@pytest.fixture
+def svinit_vm_factory(request: pytest.FixtureRequest, svinit_vm_files: VmFiles):
+    """Boots QEMU machines of svinit_vm_files: ``factory(disks=None, cmdline=None, wait=True,
+    boot_timeout=60, kernel=None, initrd=None, **QemuMachine options) -> QemuMachine`` (memory, accel,
+    harness, extra_args, name, echo...); kernel, initrd and cmdline replace svinit_vm_files'. With
+    *wait*, it returns once every service and logger is up. At teardown each machine still running is
+    stopped with the ACPI power button, then killed if it must be, and cleaned."""
+    start, stop_all = make_vm_factory(request, svinit_vm_files)
+    yield start
+    stop_all()
+
+
+@pytest.fixture
+def svinit_vm(svinit_vm_factory):
+    """A VM of svinit_vm_files, booted: every service and logger up."""
+    return svinit_vm_factory()

@@ -21,6 +21,7 @@ def evidence(**kw) -> VmEvidence:
         shutdown_seconds=2.5,
         disks=[CLEAN_DISK],
         stop_report=parse_stop_report(REPORT),
+        kernel_final="reboot: Power down",
     )
     base.update(kw)
     return VmEvidence(**base)
@@ -50,9 +51,12 @@ def test_no_event_is_not_clean():
 def test_a_reboot_when_a_poweroff_was_asked_is_not_clean():
     v = vm_verdict(evidence(shutdown_event={"guest": True, "reason": "guest-reset"}))
     assert not v["ended"].ok
-    assert vm_verdict(
-        evidence(how="ctrl-alt-del", shutdown_event={"guest": True, "reason": "guest-reset"})
-    ).clean
+    rebooted = evidence(
+        how="ctrl-alt-del",
+        shutdown_event={"guest": True, "reason": "guest-reset"},
+        kernel_final="reboot: Restarting system",
+    )
+    assert vm_verdict(rebooted).clean
 
 
 def test_a_disk_left_unclean_fails():
@@ -78,5 +82,11 @@ def test_no_report_and_slow_and_no_boot_fail():
 
 
 def test_halt_is_judged_by_the_kernels_last_words():
-    assert vm_verdict(evidence(how="halt", shutdown_event=None, kernel_final="System halted")).clean
-    assert not vm_verdict(evidence(how="halt", shutdown_event=None, kernel_final=""))["ended"].ok
+    quit_ = {"guest": False, "reason": "host-qmp-quit"}
+    assert vm_verdict(evidence(how="halt", shutdown_event=quit_, kernel_final="reboot: System halted")).clean
+    assert not vm_verdict(evidence(how="halt", shutdown_event=quit_, kernel_final=""))["ended"].ok
+
+
+def test_a_panic_or_silence_is_not_clean():
+    v = vm_verdict(evidence(kernel_final="Kernel panic - not syncing: Attempted to kill init!"))
+    assert not v["ended"].ok and "Kernel panic" in v["ended"].detail

@@ -1,6 +1,7 @@
 # provides: root
 # needs: modules
-# Checks the root filesystem (when /etc/fstab gives it a pass number and it is mounted read-only), then
+# Checks the root filesystem (when /etc/fstab gives it a pass number, it is mounted read-only and no
+# initramfs checked it already), then
 # remounts it read-write unless /etc/fstab says ro. A root in RAM (the initramfs) has nothing to do.
 [ "$virt" = vm ] || return 0
 [ -r /etc/fstab ] || return 0
@@ -10,7 +11,8 @@ while read -r spec file _ opts _ pass _; do
   while read -r _ mp _ o _; do [ "$mp" = / ] && state=${o%%,*}; done < /proc/mounts
   dev=$spec
   case $spec in LABEL=* | UUID=*) dev=$(findfs "$spec" 2>/dev/null) || dev= ;; esac
-  if [ "$state" = ro ] && [ "${pass:-0}" != 0 ] && [ -n "$dev" ]; then
+  # an initramfs that checked the root already says so in /run/svinit/root-checked
+  if [ "$state" = ro ] && [ "${pass:-0}" != 0 ] && [ -n "$dev" ] && [ ! -e "$SVINIT_RUN/root-checked" ]; then
     e2fsck -p "$dev"
     fsck_rc=$?
     if [ "$fsck_rc" -ge 4 ]; then

@@ -1,0 +1,132 @@
+"""`svinit check vm`, `svinit verify-disk` and the VM's boot under bad input, with real QEMU (TCG).
+
+The clean verdicts each have an unclean twin that must fail: a power cut (QMP quit) in mid-run, and an
+image whose final stage skips the unmount, are both reported unclean by `svinit check vm` and by
+`svinit verify-disk`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from svinit.build import build_vm
+from svinit.checks import make_data_disk
+from svinit.vm import QemuMachine
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86_64"),
+]
+
+SVINIT = [shutil.which("svinit") or str(Path(__file__).parent.parent / ".venv/bin/svinit")]
+
+# The final stage of a broken image: it syncs and powers off, but unmounts nothing.
+NO_UNMOUNT = """# A broken final stage (for the tests): no unmount, no remount read-only.
+read -r action < /run/svinit/action 2>/dev/null || action=poweroff
+kill -KILL -1 2>/dev/null
+sync
+exec busybox poweroff -f
+"""
+
+
+def svinit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(SVINIT + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def overlay_vm(tmp_path: Path, files: dict[str, str]) -> Path:
+    """The reference VM with *files* ({path in the root: text}) added over its root."""
+    ov = tmp_path / "overlay"
+    for path, text in files.items():
+        p = ov / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return build_vm(tmp_path / "vm", overlay=ov)
+
+
+@pytest.mark.parametrize("layout", ["initramfs", "disk"])
+def test_check_vm_is_clean(layout):
+    r = svinit("check", "vm", "--layout", layout, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = json.loads(r.stdout)
+    assert v["clean"] and {c["name"] for c in v["checks"]} == {"boot", "ended", "time", "disks", "order"}
+    # every disk it attached was checked on the host: the data disk, and for the disk layout the root
+    assert len(v["disks"]) == (2 if layout == "disk" else 1)
+    assert all(d["ok"] and d["needs_recovery"] is False for d in v["disks"])
+
+
+def test_a_power_cut_is_unclean_for_check_vm(tmp_path):
+    r = svinit("check", "vm", "--how", "crash", "--artifacts", str(tmp_path / "art"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL  ended" in r.stdout and "FAIL  disks" in r.stdout and "needs_recovery" in r.stdout
+    assert (tmp_path / "art" / "console.log").exists() and (tmp_path / "art" / "events.json").exists()
+    events = json.loads((tmp_path / "art" / "events.json").read_text())
+    assert any(e.get("event") == "SHUTDOWN" and e["data"]["reason"] == "host-qmp-quit" for e in events)
+
+
+def test_a_power_cut_leaves_a_disk_verify_disk_rejects(tmp_path):
+    data = make_data_disk(tmp_path / "data.img")
+    out = build_vm(tmp_path / "vm")
+    with QemuMachine.from_build(out, disks=[data]) as m:
+        m.start()
+        m.wait_for_all_services(60)
+        m.succeed("echo before the power cut > /data/file && sync")
+        res = m.crash()
+    assert res.reason == "host-qmp-quit" and not res.clean
+    r = svinit("verify-disk", str(data))
+    assert r.returncode == 1 and "needs_recovery" in r.stdout, r.stdout
+
+
+def test_an_image_whose_shutdown_skips_the_unmount_is_caught(tmp_path):
+    out = overlay_vm(tmp_path, {"lib/svinit/final.sh": NO_UNMOUNT})
+    r = svinit("check", "vm", "--vm", str(out), "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    v = json.loads(r.stdout)
+    failed = {c["name"] for c in v["checks"] if not c["ok"]}
+    assert failed == {"disks"}, v  # it powered off by itself, in time, in order: only the disk tells
+    # and verify-disk, on a disk that image left
+    data = make_data_disk(tmp_path / "data.img")
+    with QemuMachine.from_build(out, disks=[data]) as m:
+        m.start()
+        m.wait_for_all_services(60)
+        m.succeed("echo x > /data/file")
+        res = m.shutdown("poweroff")
+    assert res.reason == "guest-shutdown"
+    assert svinit("verify-disk", str(data)).returncode == 1
+
+
+def test_bad_fstab_and_failing_boot_script_are_named_and_boot_goes_on(tmp_path):
+    out = overlay_vm(
+        tmp_path,
+        {
+            "etc/fstab": "LABEL=svdata /data ext4 defaults,nofail 0 2\nthis line is broken\n"
+            "/dev/vdz /mnt/missing ext4 defaults 0 0\n",
+            "etc/svinit/boot.d/50-broken.sh": "# provides: broken\necho 'about to fail' >&2\nexit 4\n",
+        },
+    )
+    with QemuMachine.from_build(out) as m:
+        m.start()
+        m.wait_for_all_services(60)
+        console = m.console_text()
+        assert "/etc/fstab line 2 is malformed: the mount point 'line' is not an absolute path" in console
+        assert "/etc/fstab line 3: unable to mount /dev/vdz on /mnt/missing (ext4)" in console
+        assert "boot script 30-localfs.sh failed with exit code 1; boot goes on" in console
+        assert "boot script 50-broken.sh failed with exit code 4; boot goes on" in console
+        assert m.shutdown("poweroff").clean
+
+
+def test_emergency_shell_when_asked(tmp_path):
+    out = overlay_vm(tmp_path, {"etc/svinit/boot.d/50-broken.sh": "# provides: broken\nexit 4\n"})
+    cmdline = (out / "cmdline").read_text().strip() + " svinit.emergency"
+    with QemuMachine.from_build(out, cmdline=cmdline) as m:
+        m.start()
+        m.wait_for_console_text("svinit.emergency: a shell on the console", 120)
+        m.wait_for_console_text(r"[#$] ", 60)
+        m.console.send("echo in-the-emergency-shell-$((40 + 2)); exit\r")
+        m.wait_for_console_text("in-the-emergency-shell-42", 60)
+        m.wait_for_all_services(60)  # leaving the shell goes on booting
+        assert m.shutdown("poweroff").clean
