@@ -396,6 +396,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="svinit: %(message)s")
+    # qemu.qmp reports its connection's end at INFO: that is no news to a user
+    logging.getLogger("qemu.qmp").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return args.func(args)
     except (build.BuildError, MachineError) as e:

@@ -683,7 +683,7 @@ class QemuMachine(Machine):
             f"({self.accel_note}), host load {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
             f"== {shlex.join(argv)}\n"
         )
-        log.info("%s: boot %d: %s", self.name, self.boots, shlex.join(argv))
+        log.debug("%s: boot %d: %s", self.name, self.boots, shlex.join(argv))
         self.started_at = time.monotonic()
         try:
             self.console = Console(argv, name=f"{self.name} console", echo=self.echo)
@@ -992,7 +992,7 @@ class QemuMachine(Machine):
             stopped=parse_stop_report(text),
             panicked=_PANIC in text,
         )
-        log.info("%s: %s: %s", self.name, how, self.result)
+        log.debug("%s: %s: %s", self.name, how, self.result)
         if self.channel is not None:
             self.channel.close()
         return self.result
