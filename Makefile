@@ -13,6 +13,8 @@ test: setup
 
 bench: setup
 	$(VENV)/python bench/supervision.py
+	$(VENV)/python bench/container.py
+	$(VENV)/python bench/vm.py
 
 setup:
 	.ci/setup
