@@ -1,6 +1,6 @@
 # provides: hostname
 # Sets the host name from /etc/hostname (else "svinit"). A container gets its name from its runtime.
-[ "$virt" = vm ] || return 0
+[ "$virt" = vm ] || { sv_skip "a container's runtime names it"; return 0; }
 name=svinit
 [ -r /etc/hostname ] && read -r name < /etc/hostname
 hostname "${name:-svinit}"

@@ -2,7 +2,7 @@
 # The container's environment (docker run -e) as an envdir, /run/svinit/env, one file per variable:
 # a service reads it with `envdir /run/svinit/env CMD`. svscan and services otherwise start with a clean
 # environment. Values are cut at their first newline (envdir's rule).
-[ "$virt" = container ] || return 0
+[ "$virt" = container ] || { sv_skip "a vm has no container environment to save"; return 0; }
 envd=$SVINIT_RUN/env
 rm -rf "$envd" && mkdir -p "$envd" || return 1
 export -p | while IFS= read -r line; do

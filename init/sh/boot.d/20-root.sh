@@ -3,7 +3,7 @@
 # Checks the root filesystem (when /etc/fstab gives it a pass number, it is mounted read-only and no
 # initramfs checked it already), then
 # remounts it read-write unless /etc/fstab says ro. A root in RAM (the initramfs) has nothing to do.
-[ "$virt" = vm ] || return 0
+[ "$virt" = vm ] || { sv_skip "a container's root is its runtime's"; return 0; }
 [ -r /etc/fstab ] || return 0
 while read -r spec file _ opts _ pass _; do
   [ "$file" = / ] || continue

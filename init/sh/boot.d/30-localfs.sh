@@ -3,7 +3,7 @@
 # Mounts the local filesystems of /etc/fstab (all but /, swap and noauto ones), each checked first when
 # its pass number says so. A device that is missing is skipped when the line says nofail. A bad line is
 # reported with its number and the other lines still mount.
-[ "$virt" = vm ] || return 0
+[ "$virt" = vm ] || { sv_skip "a container's runtime mounts its filesystems"; return 0; }
 [ -r /etc/fstab ] || return 0
 rc=0
 n=0

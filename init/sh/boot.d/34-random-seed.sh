@@ -3,7 +3,7 @@
 # Feeds the seed saved at the last shutdown to the kernel's pool, then saves a fresh one, so a seed is
 # never used twice. Reading /dev/urandom this early can take a second (the kernel generates entropy
 # first), so the fresh seed is written in the background: the boot does not wait for it.
-[ "$virt" = vm ] || return 0
+[ "$virt" = vm ] || { sv_skip "a container shares its host's random pool"; return 0; }
 seed=/var/lib/svinit/random-seed
 mkdir -p "${seed%/*}" 2>/dev/null || return 0
 [ -f "$seed" ] && cat "$seed" > /dev/urandom

@@ -3,7 +3,7 @@
 # On a vm, links the services only a vm has into the scan directory: a getty on the serial console,
 # acpid (the ACPI power button powers off), and, with svinit.harness=TTY, a shell on TTY for a test
 # harness's commands.
-[ "$virt" = vm ] || return 0
+[ "$virt" = vm ] || { sv_skip "getty and acpid are for a vm"; return 0; }
 scan=$(sv_scandir)
 for d in "$SVINIT_LIB"/vm-services/*; do
   name=${d##*/}

@@ -35,6 +35,13 @@ sv_mounted() {
   return 1
 }
 
+# In a boot drop-in that does not apply here: says why (with SVINIT_VERBOSE), e.g.
+#   [ "$virt" = vm ] || { sv_skip "a container's runtime mounts its filesystems"; return 0; }
+sv_skip() {
+  if [ -n "${SVINIT_VERBOSE:-}" ]; then sv_say "boot script ${SV_SCRIPT:-?}: skipped: $*"; fi
+  return 0
+}
+
 # Sleeps a fraction of a second where sleep allows it (busybox and GNU do).
 sv_nap() { sleep "${1:-0.02}" 2>/dev/null || sleep 1; }
 

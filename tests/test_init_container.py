@@ -1,0 +1,123 @@
+"""The init package in a container, against the real dockerd: runlevels, boot drop-ins gone wrong, and
+Ctrl-C under `docker run -it` (a real pty, driven with pexpect)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="needs docker")
+
+
+def runlevels(tmp_path: Path) -> dict:
+    """/etc/svinit/runlevels: default runs heartbeat, quiet runs crond; syslogd is in none (always)."""
+    root = tmp_path / "runlevels"
+    (root / "default").mkdir(parents=True)
+    (root / "quiet").mkdir()
+    (root / "default" / "heartbeat").symlink_to("/service/heartbeat")
+    (root / "quiet" / "crond").symlink_to("/service/crond")
+    return {str(root): {"bind": "/etc/svinit/runlevels", "mode": "ro"}}
+
+
+def states(m) -> dict[str, bool]:
+    return {n: m.service_status(n).up for n in ("heartbeat", "crond", "syslogd")}
+
+
+def test_runlevel_switch(svinit_container_factory, tmp_path):
+    m = svinit_container_factory(volumes=runlevels(tmp_path), wait=False)
+    m.wait_until_succeeds("svstat /service/heartbeat | grep -q ': up '")
+    m.wait_for_service("syslogd")
+    assert states(m) == {"heartbeat": True, "crond": False, "syslogd": True}
+    m.succeed("test -e /service/crond/down")  # the runlevel made it normally down
+    assert "normally up" not in m.succeed("svstat /service/crond")
+    assert m.succeed("runlevel").strip() == "default"
+    m.succeed("runlevel quiet")
+    m.wait_until_succeeds("svstat /service/crond | grep -q ': up '")
+    m.wait_until_succeeds("svstat /service/heartbeat | grep -q ': down '")
+    assert states(m) == {"heartbeat": False, "crond": True, "syslogd": True}
+    assert m.succeed("runlevel").strip() == "quiet"
+    r = m.execute("runlevel nosuch")
+    assert r.rc == 100 and "runlevel 'nosuch' does not exist" in r.stderr
+    assert m.shutdown().exit_code == 0
+
+
+def test_boot_runlevel_from_the_environment(svinit_container_factory, tmp_path):
+    m = svinit_container_factory(
+        volumes=runlevels(tmp_path), environment={"SVINIT_RUNLEVEL": "quiet"}, wait=False
+    )
+    m.wait_until_succeeds("svstat /service/crond | grep -q ': up '")
+    assert states(m)["heartbeat"] is False
+    assert m.succeed("runlevel").strip() == "quiet"
+
+
+def test_boot_script_cycle_and_failure_are_reported_and_the_container_serves(
+    svinit_container_factory, tmp_path
+):
+    d = tmp_path / "boot.d"
+    d.mkdir()
+    (d / "50-a.sh").write_text("# needs: b\ntouch /tmp/a-ran\n")
+    (d / "51-b.sh").write_text("# needs: a\ntouch /tmp/b-ran\n")
+    (d / "60-c.sh").write_text("# needs: b\ntouch /tmp/c-ran\n")
+    (d / "70-missing.sh").write_text("# needs: nothing-provides-this\ntouch /tmp/missing-ran\n")
+    (d / "80-fails.sh").write_text("echo 'fails: about to fail' >&2\nexit 3\n")
+    (d / "90-fine.sh").write_text("# needs: env\ntouch /tmp/fine-ran\n")
+    m = svinit_container_factory(volumes={str(d): {"bind": "/etc/svinit/boot.d", "mode": "ro"}})
+    logs = m.logs()
+    assert "boot scripts in a dependency cycle, not run: 50-a.sh -> 51-b.sh -> 50-a.sh" in logs
+    assert "boot script 60-c.sh needs 'b', which cannot run: not run" in logs
+    assert "boot script 70-missing.sh needs 'nothing-provides-this', which no boot script provides" in logs
+    assert "boot script 80-fails.sh failed with exit code 3; boot goes on" in logs
+    m.succeed("test -e /tmp/fine-ran")
+    m.fail("test -e /tmp/a-ran || test -e /tmp/b-ran || test -e /tmp/c-ran || test -e /tmp/missing-ran")
+    assert all(s.up for s in m.statuses().values()), "the container still serves"
+    assert m.shutdown().exit_code == 0
+
+
+def docker_it(image: str, *cmd: str) -> pexpect.spawn:
+    return pexpect.spawn(
+        "docker",
+        ["run", "-it", "--rm", "--pull", "never", image, *cmd],
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=30,
+    )
+
+
+def test_ctrl_c_powers_off_a_container_without_cmd(svinit_image):
+    child = docker_it(svinit_image)
+    child.expect("starting svscan")
+    time.sleep(1)
+    child.sendcontrol("c")
+    child.expect(r"poweroff: done in \d+ ms \(exit code 0\)")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_ctrl_c_reaches_cmd_which_gives_the_exit_code(svinit_image):
+    child = docker_it(svinit_image, "sleep", "100")
+    child.expect("starting svscan")
+    time.sleep(1.5)  # CMD starts once the services are up
+    child.sendcontrol("c")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+
+
+def test_ctrl_c_in_an_interactive_shell_as_cmd(svinit_image):
+    child = docker_it(svinit_image, "sh")
+    child.expect(r"# ")
+    child.sendline("svstat /service/heartbeat; sleep 30")
+    child.expect(r"up \(pid")
+    time.sleep(0.5)
+    child.sendcontrol("c")  # interrupts the shell's foreground job, not the shell, not svscan
+    child.expect(r"# ")
+    child.sendline("svstat /service/heartbeat; exit 5")
+    child.expect(r"up \(pid")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 5
