@@ -151,12 +151,13 @@ def build_container(
 
 
 def _docker() -> docker.DockerClient:
+    from svinit.container import docker_client
+    from svinit.machine import MachineError
+
     try:
-        client = docker.from_env()
-        client.ping()
-        return client
-    except docker.errors.DockerException as e:
-        raise BuildError(f"no Docker daemon answers ({e}): start dockerd (.ci/setup does)") from e
+        return docker_client()
+    except MachineError as e:
+        raise BuildError(str(e)) from e
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -73,6 +73,14 @@ def _is_pipe_or_file(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
 
 
+def _report(v, as_json: bool, saved: str, artifacts: Path) -> int:
+    """Prints a verdict (a table, or JSON); says where the artifacts are when not clean; the exit code."""
+    print(v.to_json() if as_json else v.table())
+    if not v.clean:
+        print(f"svinit: not clean: artifacts ({saved}) in {artifacts}", file=sys.stderr)
+    return 0 if v.clean else 1
+
+
 def cmd_check_container(args: argparse.Namespace) -> int:
     """Boots the image, waits for its services, docker stop, and the verdict; exit 0 only when clean."""
     from svinit.checks import check_container
@@ -85,13 +93,7 @@ def cmd_check_container(args: argparse.Namespace) -> int:
         stop_timeout=args.stop_timeout,
         artifacts=artifacts,
     )
-    print(v.to_json() if args.json else v.table())
-    if not v.clean:
-        print(
-            f"svinit: not clean: artifacts (docker.log, service/, verdict.json) in {artifacts}",
-            file=sys.stderr,
-        )
-    return 0 if v.clean else 1
+    return _report(v, args.json, "docker.log, service/, verdict.json", artifacts)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -138,13 +140,7 @@ def cmd_check_vm(args: argparse.Namespace) -> int:
         boot_timeout=args.boot_timeout,
         artifacts=artifacts,
     )
-    print(v.to_json() if args.json else v.table())
-    if not v.clean:
-        print(
-            f"svinit: not clean: artifacts (console.log, events.json, verdict.json) in {artifacts}",
-            file=sys.stderr,
-        )
-    return 0 if v.clean else 1
+    return _report(v, args.json, "console.log, events.json, verdict.json", artifacts)
 
 
 def cmd_boot(args: argparse.Namespace) -> int:

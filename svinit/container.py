@@ -17,26 +17,13 @@ from typing import Any
 import docker
 import docker.errors
 
-from svinit.machine import CommandResult, Machine, MachineError, ShutdownResult
+from svinit.machine import GUEST_WATCHDOG, CommandResult, Machine, MachineError, ShutdownResult
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "svinit:alpine"
 #: Label on every container the harness starts, to find leftovers (docker ps -af label=org.svinit.harness).
 LABEL = "org.svinit.harness"
-
-
-#: Runs $2 with a deadline of $1 seconds: $2 in a session of its own, so that at the deadline SIGKILL ends
-#: it and whatever it started (which would else hold docker exec's output open); exit code 137 then.
-_WATCHDOG = """setsid /bin/sh -c "$2" &
-p=$!
-setsid /bin/sh -c 'sleep "$1"; kill -KILL -"$2"' sh "$1" "$p" >/dev/null 2>&1 &
-w=$!
-wait "$p" 2>/dev/null
-rc=$?
-kill -KILL -"$w" 2>/dev/null
-exit "$rc"
-"""
 
 
 class ImageMissing(MachineError):
@@ -193,7 +180,7 @@ class ContainerMachine(Machine):
         """
         argv = ["/bin/sh", "-c", cmd]
         if timeout is not None:
-            argv = ["/bin/sh", "-c", _WATCHDOG, "sh", f"{timeout:.3f}", cmd]
+            argv = ["/bin/sh", "-c", GUEST_WATCHDOG, "sh", f"{timeout:.3f}", cmd]
         c = self._running_or_stopped()
         try:
             rc, (out, err) = c.exec_run(argv, demux=True)

@@ -27,6 +27,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+#: A shell script run in the guest: runs $2 with a deadline of $1 seconds, in a session of its own so
+#: that SIGKILL at the deadline ends whatever it started too (exit code 137 then). Needs setsid.
+GUEST_WATCHDOG = """setsid /bin/sh -c "$2" &
+p=$!
+setsid /bin/sh -c 'sleep "$1"; kill -KILL -"$2"' sh "$1" "$p" >/dev/null 2>&1 &
+w=$!
+wait "$p" 2>/dev/null
+rc=$?
+kill -KILL -"$w" 2>/dev/null
+exit "$rc"
+"""
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """A command's outcome in the guest."""

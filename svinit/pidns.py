@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Self
 
 
-def children_of(pid: int) -> list[int]:
-    """Direct children of *pid* (from /proc)."""
+def processes() -> list[tuple[int, str, int]]:
+    """(pid, state letter, parent pid) of every process, from /proc."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -22,9 +22,18 @@ def children_of(pid: int) -> list[int]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid:
-            out.append(int(entry))
+        out.append((int(entry), fields[0], int(fields[1])))
     return out
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of *pid*."""
+    return [p for p, _, ppid in processes() if ppid == pid]
+
+
+def zombies_of(pid: int) -> list[int]:
+    """Children of *pid* that are zombies."""
+    return [p for p, state, ppid in processes() if ppid == pid and state == "Z"]
 
 
 def comm(pid: int) -> str:

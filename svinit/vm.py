@@ -59,6 +59,7 @@ from svinit import ROOT
 from svinit.checks import EXPECTED_REASONS, KERNEL_LINES, parse_stop_report
 from svinit.console import ESCAPE_NAME, Console, ConsoleClosed, ConsoleTimeout
 from svinit.machine import (
+    GUEST_WATCHDOG,
     CommandFailed,
     CommandResult,
     Machine,
@@ -297,17 +298,6 @@ def probe_kvm(
 # ---------------------------------------------------------------------------------------------------
 # The command channel
 
-#: Runs $2 with a deadline of $1 seconds, in a session of its own so that SIGKILL at the deadline ends
-#: whatever it started too (exit code 137 then). Needs setsid (busybox has it).
-_WATCHDOG = """setsid /bin/sh -c "$2" &
-p=$!
-setsid /bin/sh -c 'sleep "$1"; kill -KILL -"$2"' sh "$1" "$p" >/dev/null 2>&1 &
-w=$!
-wait "$p" 2>/dev/null
-rc=$?
-kill -KILL -"$w" 2>/dev/null
-exit "$rc"
-"""
 _SAFE = frozenset(
     b'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "#$%&()*+,-./:;<=>?@[]^_`{|}~'
 )
@@ -427,7 +417,7 @@ class CommandChannel:
         lines = _assign("_svc", cmd)
         run = '"$(printf %b "$_svc")"'
         if guest_timeout is not None:
-            lines += _assign("_svw", _WATCHDOG)
+            lines += _assign("_svw", GUEST_WATCHDOG)
             run = f'"$(printf %b "$_svw")" sh {guest_timeout:.3f} {run}'
         lines.append(_ERRFILE)
         lines.append(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from svinit.pidns import PidNamespace, children_of, comm  # noqa: F401 (the tests import them from here)
+from svinit.pidns import PidNamespace, children_of, comm, zombies_of  # noqa: F401 (the tests import them from here)
 
 T = TypeVar("T")
 
@@ -47,22 +47,6 @@ def make_service(root: Path, name: str, run: str, log: str | None = None, down: 
     if down:
         (d / "down").touch()
     return d
-
-
-def zombies_of(pid: int) -> list[int]:
-    """Children of *pid* that are zombies (from /proc)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
 
 
 def cpu_seconds(pid: int) -> float:
