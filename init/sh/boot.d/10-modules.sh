@@ -4,25 +4,38 @@
 # needs crc32c so).
 [ "$virt" = vm ] || { sv_skip "a container uses its host's kernel modules"; return 0; }
 [ -r /etc/modules ] || return 0
+moddir=/lib/modules/$(uname -r)
 
 # Loads NAME, or else the first module modules.alias gives for it that loads (crypto-crc32c: the
 # CPU's crc32c_intel may not load, crc32c_generic then does).
 sv_modprobe_any() {
   modprobe -q "$1" 2>/dev/null && return 0
-  aliases=/lib/modules/$(uname -r)/modules.alias
-  [ -r "$aliases" ] || return 1
+  [ -r "$moddir/modules.alias" ] || return 1
   while read -r word alias provider; do
     [ "$word" = alias ] && [ "$alias" = "$1" ] && modprobe -q "$provider" 2>/dev/null && return 0
-  done < "$aliases"
+  done < "$moddir/modules.alias"
   return 1
 }
+
+# The softdep words of module $1 ("pre: A B post: C"): from depmod's modules.softdep, read without a
+# process; else from the module itself (modinfo), when depmod wrote no such file.
+sv_softdeps() {
+  if [ -r "$moddir/modules.softdep" ]; then
+    while read -r word name rest; do
+      [ "$word" = softdep ] && [ "$name" = "$1" ] && printf '%s ' "$rest"
+    done < "$moddir/modules.softdep"
+  else
+    modinfo -F softdep "$1" 2>/dev/null
+  fi
+}
+
 rc=0
 while read -r mod params; do
   case $mod in '' | '#'*) continue ;; esac
   pre=
   post=
   list=
-  for word in $(modinfo -F softdep "$mod" 2>/dev/null); do
+  for word in $(sv_softdeps "$mod"); do
     case $word in
       pre:) list=pre ;;
       post:) list=post ;;
