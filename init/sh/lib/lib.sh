@@ -68,9 +68,6 @@ sv_services() {
   done
 }
 
-# Is a supervise running in $1?
-sv_supervised() { svok "$1" 2>/dev/null; }
-
 # Which of the directories given still have a supervise running: one svstat for all of them.
 sv_supervised_of() {
   svstat "$@" 2>/dev/null | while IFS= read -r _sv_l; do
