@@ -241,6 +241,14 @@ int64_t sv_now_ms(void)
 void sv_child_signals(void)
 {
   sigset_t none;
+  signal(SIGPIPE, SIG_DFL);
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+void sv_default_signals(void)
+{
+  sigset_t none;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = SIG_DFL;

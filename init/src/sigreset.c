@@ -14,7 +14,7 @@ int main(int argc, char **argv)
 {
   sv_progname = "sigreset";
   if (argc < 2) sv_usage("sigreset prog [args...]");
-  sv_child_signals();
+  sv_default_signals();
   execvp(argv[1], argv + 1);
   sv_diesys(errno == ENOENT ? 127 : 126, "unable to run %s", argv[1]);
 }

@@ -95,7 +95,10 @@ int sv_replace_file(const char *path, const char *tmp, const void *buf, size_t l
 /* Time on CLOCK_MONOTONIC, in milliseconds. */
 int64_t sv_now_ms(void);
 
-/* Resets the signal mask and every caught or ignored signal, for a child about to exec. */
+/* For a child of svscan or supervise about to exec: SIGPIPE (which they ignore) back to its default and
+   no signal blocked; exec itself resets the caught ones. */
 void sv_child_signals(void);
+/* Every signal back to its default and none blocked: what sigreset gives CMD, whose sh ignored some. */
+void sv_default_signals(void);
 
 #endif
