@@ -35,7 +35,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -97,6 +97,20 @@ def svinit_image(request: pytest.FixtureRequest, svinit_docker) -> str:
     return image
 
 
+M = TypeVar("M", bound=Machine)
+
+
+def _boot(m: M, machines: list, node, wait: bool, boot_timeout: float) -> M:
+    """Starts a factory's machine: kept for teardown and for the failure report, booted, and with
+    *wait* returned once every service and logger is up."""
+    machines.append(m)
+    keep_for_report(node, m)
+    m.start()
+    if wait:
+        m.wait_for_all_services(boot_timeout)
+    return m
+
+
 @pytest.fixture
 def svinit_container_factory(
     request: pytest.FixtureRequest, svinit_image: str, svinit_docker
@@ -124,12 +138,7 @@ def svinit_container_factory(
                 pytest.fail(str(e), pytrace=False)
         options.setdefault("timeout_multiplier", multiplier)
         m = ContainerMachine(image or svinit_image, command, client=svinit_docker, **options)
-        machines.append(m)
-        keep_for_report(request.node, m)
-        m.start()
-        if wait:
-            m.wait_for_all_services(boot_timeout)
-        return m
+        return _boot(m, machines, request.node, wait, boot_timeout)
 
     yield start
     for m in machines:
@@ -235,12 +244,7 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
         m = QemuMachine(
             kernel or files.kernel, initrd or files.initrd, cmdline or files.cmdline, disks, **options
         )
-        machines.append(m)
-        keep_for_report(request.node, m)
-        m.start()
-        if wait:
-            m.wait_for_all_services(boot_timeout)
-        return m
+        return _boot(m, machines, request.node, wait, boot_timeout)
 
     def stop_all() -> None:
         for m in machines:

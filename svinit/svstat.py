@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 #: TAI64 labels count from 2^62, and TAI is 10 s ahead of the UTC the kernel keeps (as daemontools).
@@ -359,19 +359,8 @@ class SvService:
         if len(record) < STATUS_DJB:
             return st
         raw = parse_status(record, st.path, normally_up=st.normally_up)
-        # svstat's seconds and pid are the reference (its clock is the guest's)
-        return Status(
-            path=st.path,
-            up=raw.up,
-            pid=raw.pid,
-            seconds=st.seconds,
-            want=raw.want,
-            paused=raw.paused,
-            normally_up=st.normally_up,
-            state=raw.state,
-            changed=raw.changed,
-            last_wait=raw.last_wait,
-        )
+        # the record, with svstat's seconds (svstat counts them on the guest's clock)
+        return replace(raw, seconds=st.seconds)
 
     @property
     def is_supervised(self) -> bool:
