@@ -111,7 +111,8 @@ def test_svinit_run_read_only_and_build_is_cached(svinit_image, capsys):
 
 
 def test_docker_stop_during_the_boot_stage_stops_cleanly(svinit_container_factory, tmp_path):
-    """Process 1 drops a signal it has no handler for: stage 1 traps it and files the shutdown."""
+    """Process 1 drops a signal it has no handler for: /sbin/init holds it while stage 1 runs (here a
+    drop-in that takes a second) and hands it to svscan, which acts on it at once."""
     dropin = tmp_path / "50-slow.sh"
     dropin.write_text("# provides: slow\ntouch /tmp/in-dropin\nsleep 1\n")
     vol = {str(dropin): {"bind": "/etc/svinit/boot.d/50-slow.sh", "mode": "ro"}}

@@ -10,6 +10,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from tests.util import make_service
+
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="needs docker")
 
 
@@ -121,3 +123,62 @@ def test_ctrl_c_in_an_interactive_shell_as_cmd(svinit_image):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 5
+
+
+def test_the_environment_saved_for_services_is_readable_by_root_only(svinit_container_factory):
+    """docker run -e DB_PASSWORD=...: the envdir is 0700, its files 0600, and every file of svinit's
+    state under /run is out of reach of a service that dropped to nobody; root's services read it."""
+    m = svinit_container_factory(environment={"DB_PASSWORD": "hunter2"})
+    assert m.succeed("stat -c '%a %U' /run/svinit /run/svinit/env").split() == ["700", "root", "700", "root"]
+    assert m.succeed("stat -c '%a' /run/svinit/env/DB_PASSWORD").strip() == "600"
+    assert m.succeed("envdir /run/svinit/env sh -c 'echo $DB_PASSWORD'").strip() == "hunter2"
+    r = m.execute("su nobody -s /bin/sh -c 'cat /run/svinit/env/DB_PASSWORD'")
+    assert r.rc != 0 and "hunter2" not in r.stdout, r
+    r = m.execute("su nobody -s /bin/sh -c 'ls /run/svinit'")
+    assert r.rc != 0, r
+    # the README's way for a service that drops privileges: envdir first, then setuidgid/su
+    out = m.succeed("envdir /run/svinit/env su nobody -s /bin/sh -c 'id -un; echo $DB_PASSWORD'")
+    assert out.split() == ["nobody", "hunter2"]
+
+
+ODD = ["my service", "star*", "[x]"]
+
+
+TICKER = """exec 2>&1
+trap 'echo "$0 stopping"; exit 0' TERM
+while :; do echo tick; sleep 0.1 & wait $!; done"""
+
+
+def test_service_names_with_spaces_and_glob_characters(svinit_container_factory, tmp_path):
+    """daemontools allows any name: boot, the shutdown's order and runlevels handle them as words."""
+    volumes = {}
+    for name in ODD:
+        d = make_service(
+            tmp_path / "services",
+            name,
+            TICKER,
+            log="exec multilog t ./main",
+        )
+        volumes[str(d)] = {"bind": f"/service/{name}", "mode": "rw"}
+    levels = tmp_path / "runlevels"
+    (levels / "default").mkdir(parents=True)
+    (levels / "other").mkdir()
+    (levels / "default" / "my service").symlink_to("/service/my service")
+    (levels / "other" / "star*").symlink_to("/service/star*")
+    volumes[str(levels)] = {"bind": "/etc/svinit/runlevels", "mode": "ro"}
+    m = svinit_container_factory(volumes=volumes, wait=False)
+    m.wait_until_succeeds("svstat '/service/my service' | grep -q ': up '")
+    m.wait_until_succeeds("svstat '/service/[x]' '/service/star*/log' | grep -c ': up ' | grep -qx 2")
+    assert ": down " in m.succeed("svstat '/service/star*'"), "not in the boot runlevel"
+    m.succeed("runlevel other")
+    m.wait_until_succeeds("svstat '/service/star*' | grep -q ': up '")
+    m.wait_until_succeeds("svstat '/service/my service' | grep -q ': down '")
+    r = m.shutdown()
+    assert r.exit_code == 0, m.logs()
+    for name in ["star*", "[x]"]:
+        d = tmp_path / "services" / name
+        assert (d / "log" / "main" / "current").read_text().splitlines()[-1].endswith("./run stopping"), name
+        svc = (d / "supervise" / "status").read_bytes()[:12]
+        log = (d / "log" / "supervise" / "status").read_bytes()[:12]
+        assert svc < log, f"{name} went down after its logger"
+    assert "warning" not in m.logs() and "error" not in m.logs(), m.logs()

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -124,5 +125,58 @@ def test_works_with_djbs_svscan_and_supervise(tree, tmp_path, djb_bin):
             assert "supervise not running" in svstat(tree, djb_bin / "svstat", name)
         assert log_lines(tree, "heartbeat")[-1].startswith("heartbeat: stopping after")
         assert ns.alive(), "djb's svscan stays process 1: nothing can tell it to exit"
+    finally:
+        ns.close()
+
+
+def exe_is(pid: int, path: Path) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/exe") == str(path)
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("delay", [0, 0.01, 0.05, 0.1, 0.3])
+def test_a_stop_at_any_instant_of_the_boot_is_acted_on(tree, tmp_path, delay):
+    """SIGTERM to process 1 from its first instruction on (/sbin/init, then stage 1, then svscan): never
+    lost, the container's stop ends it with exit 0. Three tries per delay, timed from the moment process
+    1 runs svinit's /sbin/init."""
+    for i in range(3):
+        ns = boot(tree, tmp_path / f"console-{i}.log")
+        try:
+            wait_for(lambda: exe_is(ns.pid, tree / "sbin/init"), 10, interval=0.0005, what="/sbin/init")
+            time.sleep(delay)
+            os.kill(ns.pid, signal.SIGTERM)
+            code = ns.wait(8)
+            assert code == 0, f"try {i}, {delay} s into the boot: exit {code}\n{ns.output()}"
+            assert "poweroff: done in" in ns.output()
+        finally:
+            ns.close()
+
+
+def test_below_another_process_1_the_stop_spares_it_and_is_clean(tree, tmp_path, init_bin):
+    """svinit under another init (docker run --init, compose init: true): process 1 is a plain sh that
+    forwards TERM; the shutdown's last sweep must not kill it, nor svscan, and every service stops before
+    its logger."""
+    script = (
+        f'mount --bind /dev "{tree}/dev" && mount -t proc proc "{tree}/proc" && '
+        f'chroot "{tree}" /usr/bin/env -i SVINIT_VIRT=container /sbin/init & child=$!; '
+        "trap 'kill -TERM $child' TERM; "
+        "while :; do wait $child; code=$?; kill -0 $child 2>/dev/null || break; done; "
+        'echo "process 1 saw exit $code"; exit $code'
+    )
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    ns = PidNamespace(argv, tmp_path / "c.log")
+    try:
+        wait_for(lambda: all_up(tree, init_bin / "svstat"), 15, what="every service and logger up")
+        os.kill(ns.pid, signal.SIGTERM)
+        assert ns.wait(15) == 0, ns.output()
+        out = ns.output()
+        assert "process 1 saw exit 0" in out and "(exit code 0)" in out, out
+        assert log_lines(tree, "heartbeat")[-1].startswith("heartbeat: stopping after")
+        for name in ("heartbeat", "crond", "syslogd"):
+            svc = (tree / "service" / name / "supervise" / "status").read_bytes()[:12]
+            log = (tree / "service" / name / "log" / "supervise" / "status").read_bytes()[:12]
+            assert svc < log, f"{name} went down after its logger"
     finally:
         ns.close()

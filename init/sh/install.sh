@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs svinit's sh parts into the tree $DESTDIR (called by `make install`; the C programs are
 # installed by the Makefile into $DESTDIR/usr/bin):
-#   /sbin/init                    stage 1
+#   /lib/svinit/stage1            stage 1 (the Makefile installs /sbin/init, which runs it)
 #   /sbin/{poweroff,reboot,halt,shutdown,runlevel}
 #   /lib/svinit/                  lib.sh, resolve.sh, front, shutdown, final.sh, the shutdown service
 #   /lib/svinit/boot.d, shutdown.d   the drop-ins
@@ -23,7 +23,6 @@ inst() {  # MODE SRC DEST: replaces DEST, even when it is a symlink (busybox's a
   chmod "$1" "$3"
 }
 
-inst 0755 "$src/sbin/init" "$D/sbin/init"
 inst 0755 "$src/sbin/poweroff" "$D/sbin/poweroff"
 for a in reboot halt; do rm -f "$D/sbin/$a"; ln -s poweroff "$D/sbin/$a"; done
 inst 0755 "$src/sbin/shutdown" "$D/sbin/shutdown"
@@ -32,7 +31,7 @@ inst 0755 "$src/sbin/runlevel" "$D/sbin/runlevel"
 L=$D/lib/svinit
 for f in lib.sh resolve.sh final.sh svinit-shutdown.run; do inst 0644 "$src/lib/$f" "$L/$f"; done
 chmod 0755 "$L/svinit-shutdown.run"
-for f in front shutdown autologin acpi-power; do inst 0755 "$src/lib/$f" "$L/$f"; done
+for f in stage1 front shutdown autologin acpi-power; do inst 0755 "$src/lib/$f" "$L/$f"; done
 for d in "$src"/vm-services/*; do
   inst 0755 "$d/run" "$L/vm-services/${d##*/}/run"
   [ -f "$d/down-signal" ] && inst 0644 "$d/down-signal" "$L/vm-services/${d##*/}/down-signal"

@@ -45,7 +45,7 @@ while read -r mod params; do
   for dep in $pre; do sv_modprobe_any "$dep" || sv_warn "module $mod: its softdep $dep did not load"; done
   # shellcheck disable=SC2086 # the parameters are words
   if ! modprobe "$mod" $params; then
-    sv_fail "unable to load module $mod (listed in /etc/modules)"
+    sv_error "unable to load module $mod (listed in /etc/modules)"
     rc=1
   fi
   for dep in $post; do sv_modprobe_any "$dep" || sv_warn "module $mod: its softdep $dep did not load"; done

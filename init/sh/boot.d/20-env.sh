@@ -1,8 +1,12 @@
 # provides: env
 # The container's environment (docker run -e) as an envdir, /run/svinit/env, one file per variable:
 # a service reads it with `envdir /run/svinit/env CMD`. svscan and services otherwise start with a clean
-# environment. Values are cut at their first newline (envdir's rule).
+# environment. Values are cut at their first newline (envdir's rule). The values may be secrets
+# (DB_PASSWORD): the envdir is 0700 and its files 0600, readable by root only, as Docker keeps a
+# process's environment to its owner. A service that drops privileges reads them first:
+# `exec envdir /run/svinit/env setuidgid nobody daemon` (or su-exec, chpst -u).
 [ "$virt" = container ] || { sv_skip "a vm has no container environment to save"; return 0; }
+umask 077
 envd=$SVINIT_RUN/env
 rm -rf "$envd" && mkdir -p "$envd" || return 1
 export -p | while IFS= read -r line; do

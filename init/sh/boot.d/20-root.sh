@@ -16,13 +16,13 @@ while read -r spec file _ opts _ pass _; do
     e2fsck -p "$dev"
     fsck_rc=$?
     if [ "$fsck_rc" -ge 4 ]; then
-      sv_fail "e2fsck found errors on the root filesystem ($dev) it could not fix (exit $fsck_rc)"
+      sv_error "e2fsck found errors on the root filesystem ($dev) it could not fix (exit $fsck_rc)"
       return 1
     fi
   fi
   case ,$opts, in
     *,ro,*) ;;
-    *) [ "$state" = rw ] || mount -o remount,rw / || { sv_fail "unable to remount / read-write"; return 1; } ;;
+    *) [ "$state" = rw ] || mount -o remount,rw / || { sv_error "unable to remount / read-write"; return 1; } ;;
   esac
   return 0
 done < /etc/fstab

@@ -25,7 +25,7 @@ if ! { true > /service/.svinit-writable; } 2>/dev/null; then
   scandir=$SVINIT_RUN/service
   rm -rf "$scandir"
   if ! sv_shadow /service "$scandir"; then
-    sv_fail "/service is read-only and cannot be mirrored in $scandir: services cannot run"
+    sv_error "/service is read-only and cannot be mirrored in $scandir: services cannot run"
     return 1
   fi
   rm -f "$scandir/svinit-shutdown"

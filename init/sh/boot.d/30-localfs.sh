@@ -11,7 +11,7 @@ while read -r spec file type opts freq pass rest; do
   n=$((n + 1))
   case $spec in '' | '#'*) continue ;; esac
   if [ -z "$type" ] || [ -n "$rest" ]; then
-    sv_fail "/etc/fstab line $n is malformed (want: device mountpoint type options dump pass): $spec $file $type $opts $freq $pass $rest"
+    sv_error "/etc/fstab line $n is malformed (want: device mountpoint type options dump pass): $spec $file $type $opts $freq $pass $rest"
     rc=1
     continue
   fi
@@ -19,7 +19,7 @@ while read -r spec file type opts freq pass rest; do
     / | none | swap) continue ;;
     /*) ;;
     *)
-      sv_fail "/etc/fstab line $n is malformed: the mount point '$file' is not an absolute path"
+      sv_error "/etc/fstab line $n is malformed: the mount point '$file' is not an absolute path"
       rc=1
       continue
       ;;
@@ -34,7 +34,7 @@ while read -r spec file type opts freq pass rest; do
         case ,$opts, in
           *,nofail,*) sv_say "$spec ($file) is not attached: skipped (nofail)"; continue ;;
         esac
-        sv_fail "/etc/fstab line $n: no device with $spec for $file"
+        sv_error "/etc/fstab line $n: no device with $spec for $file"
         rc=1
         continue
       fi
@@ -44,7 +44,7 @@ while read -r spec file type opts freq pass rest; do
     e2fsck -p "$dev"
     fsck_rc=$?
     if [ "$fsck_rc" -ge 4 ]; then
-      sv_fail "/etc/fstab line $n: e2fsck found errors on $dev it could not fix (exit $fsck_rc): not mounting $file"
+      sv_error "/etc/fstab line $n: e2fsck found errors on $dev it could not fix (exit $fsck_rc): not mounting $file"
       rc=1
       continue
     fi
@@ -52,7 +52,7 @@ while read -r spec file type opts freq pass rest; do
   mkdir -p "$file" 2>/dev/null
   mopts=$(printf '%s' ",$opts," | sed 's/,nofail,/,/; s/^,//; s/,$//')
   if ! mount -t "$type" -o "${mopts:-defaults}" "$dev" "$file"; then
-    sv_fail "/etc/fstab line $n: unable to mount $spec on $file ($type)"
+    sv_error "/etc/fstab line $n: unable to mount $spec on $file ($type)"
     rc=1
   fi
 done < /etc/fstab

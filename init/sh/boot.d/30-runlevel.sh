@@ -6,7 +6,7 @@
 if [ -d "$SVINIT_ETC/runlevels/$SVINIT_RUNLEVEL" ]; then
   sv_runlevel "$SVINIT_RUNLEVEL"
 elif [ "$SVINIT_RUNLEVEL" != default ]; then
-  sv_fail "runlevel '$SVINIT_RUNLEVEL' does not exist ($SVINIT_ETC/runlevels/$SVINIT_RUNLEVEL): using default"
+  sv_error "runlevel '$SVINIT_RUNLEVEL' does not exist ($SVINIT_ETC/runlevels/$SVINIT_RUNLEVEL): using default"
   [ -d "$SVINIT_ETC/runlevels/default" ] && sv_runlevel default
   return 1
 fi

@@ -1,7 +1,8 @@
 # The final stage on a vm, sourced by .svscan/finish as process 1: nothing is left to kill it. Kills
 # what remains, saves a random seed, turns swap off, unmounts every local filesystem in the reverse
-# order of mounting, remounts read-only what cannot be unmounted (the root), syncs, then reboot(2).
-read -r action < /run/svinit/action 2>/dev/null || action=poweroff
+# order of mounting, remounts read-only what cannot be unmounted (the root), then svpower syncs and
+# calls reboot(2).
+{ read -r action < "$SVINIT_RUN/action"; } 2>/dev/null || action=poweroff
 kill -KILL -1 2>/dev/null
 seed=/var/lib/svinit/random-seed
 [ -d "${seed%/*}" ] && (umask 077 && dd if=/dev/urandom of="$seed" bs=512 count=1 2>/dev/null)
@@ -13,13 +14,13 @@ while read -r _ mp type _; do
   mounts="$mp $mounts"
 done < /proc/mounts
 for mp in $mounts; do
-  umount "$mp" 2>/dev/null || mount -o remount,ro "$mp" 2>/dev/null || sv_fail "unable to unmount $mp"
+  umount "$mp" 2>/dev/null || mount -o remount,ro "$mp" 2>/dev/null || sv_error "unable to unmount $mp"
 done
 mount -o remount,ro / 2>/dev/null
 sync
 sv_say "$action"
-case $action in
-  reboot) exec busybox reboot -f ;;
-  halt) exec busybox halt -f ;;
-  *) exec busybox poweroff -f ;;
-esac
+case $action in reboot | halt) ;; *) action=poweroff ;; esac
+# svpower: sync, then reboot(2) from a child; no busybox needed. Should the kernel refuse, process 1
+# must still not exit: a shell on the console.
+svpower "$action"
+exec /bin/sh -i </dev/console >/dev/console 2>&1

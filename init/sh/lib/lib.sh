@@ -5,24 +5,20 @@ SVINIT_LIB=${SVINIT_LIB:-/lib/svinit}
 SVINIT_RUN=${SVINIT_RUN:-/run/svinit}
 SVINIT_ETC=${SVINIT_ETC:-/etc/svinit}
 
-# Say something, on stderr, prefixed; sv_warn and sv_fail mark what needs attention.
+# Say something, on stderr, prefixed; sv_warn and sv_error mark what needs attention.
 sv_say() { printf 'svinit: %s\n' "$*" >&2; }
 sv_warn() { printf 'svinit: warning: %s\n' "$*" >&2; }
-sv_fail() { printf 'svinit: error: %s\n' "$*" >&2; }
+sv_error() { printf 'svinit: error: %s\n' "$*" >&2; }
 
 # The scan directory svscan runs in (/service, or its copy in /run when /service is read-only).
 sv_scandir() {
-  if [ -r "$SVINIT_RUN/scandir" ]; then
-    read -r _sv_d < "$SVINIT_RUN/scandir" && printf '%s\n' "$_sv_d" && return 0
-  fi
+  { read -r _sv_d < "$SVINIT_RUN/scandir"; } 2>/dev/null && printf '%s\n' "$_sv_d" && return 0
   printf '%s\n' /service
 }
 
 # container or vm: decided once by stage 1, read by everybody else.
 sv_virt() {
-  if [ -r "$SVINIT_RUN/virt" ]; then
-    read -r _sv_v < "$SVINIT_RUN/virt" && printf '%s\n' "$_sv_v" && return 0
-  fi
+  { read -r _sv_v < "$SVINIT_RUN/virt"; } 2>/dev/null && printf '%s\n' "$_sv_v" && return 0
   printf '%s\n' "${SVINIT_VIRT:-vm}"
 }
 
@@ -59,21 +55,29 @@ sv_is_service() {
   [ -d "$1" ]
 }
 
-# Service directories of the scan directory, one per line, without the shutdown service.
-sv_services() {
-  for _sv_s in "$(sv_scandir)"/*; do
-    sv_is_service "$_sv_s" || continue
-    case ${_sv_s##*/} in svinit-shutdown) continue ;; esac
-    printf '%s\n' "$_sv_s"
-  done
+# Is $1 a service of the scan directory that the shutdown stops (not the shutdown service itself)?
+# Service names may hold any character: loop over "$scandir"/* with this, never over $(...) output.
+sv_is_stoppable() {
+  sv_is_service "$1" || return 1
+  case ${1##*/} in svinit-shutdown) return 1 ;; esac
+  return 0
 }
 
-# Which of the directories given still have a supervise running: one svstat for all of them.
-sv_supervised_of() {
+# The directories given whose supervise still runs, one per line (one svstat for all of them).
+sv_still_supervised() {
   svstat "$@" 2>/dev/null | while IFS= read -r _sv_l; do
     case $_sv_l in
       *": supervise not running" | *": unable to "*) ;;
-      *) printf ' %s' "${_sv_l%%: *}" ;;
+      *) printf '%s\n' "${_sv_l%: *}" ;;
+    esac
+  done
+}
+
+# The pids of the services given that are up, one per line (one svstat for all of them).
+sv_up_pids() {
+  svstat "$@" 2>/dev/null | while IFS= read -r _sv_l; do
+    case $_sv_l in
+      *": up (pid "*) _sv_p=${_sv_l##*": up (pid "} && printf '%s\n' "${_sv_p%%)*}" ;;
     esac
   done
 }
@@ -87,9 +91,11 @@ sv_up() {
 # Waits until every service that should run (no `down` file) and every logger is up; at most $1 s.
 sv_wait_up() {
   _sv_end=$(( $(sv_ms) + ${1:-30} * 1000 ))
+  _sv_sd=$(sv_scandir)
   while :; do
     _sv_all=1
-    for _sv_d in $(sv_services); do
+    for _sv_d in "$_sv_sd"/*; do
+      sv_is_stoppable "$_sv_d" || continue
       for _sv_x in "$_sv_d" "$_sv_d/log"; do
         [ -d "$_sv_x" ] || continue
         [ -e "$_sv_x/down" ] && continue
@@ -102,25 +108,32 @@ sv_wait_up() {
   done
 }
 
-# Asks for a clean shutdown: ACTION is poweroff, reboot or halt; the first request wins. As the seed:
-# the shutdown service is linked into the scan directory, and svscan runs it.
+# Asks for a clean shutdown: ACTION is poweroff, reboot or halt; the first request wins. Under svinit's
+# svscan (it answers on its control FIFO) the shutdown starts at once, as a child of svscan's tree that
+# needs no slot among its services (a full svscan, 1000 services, still stops). Under djb's svscan, as
+# the seed: the shutdown service is linked into the scan directory, and svscan runs it.
 sv_request() {
   mkdir -p "$SVINIT_RUN" || return 1
   [ -e "$SVINIT_RUN/action" ] || echo "$1" > "$SVINIT_RUN/action"
   _sv_sd=$(sv_scandir)
+  if svscanctl -a "$_sv_sd" 2>/dev/null; then
+    mkdir "$SVINIT_RUN/shutdown.started" 2>/dev/null || return 0
+    # no terminal's hangup or Ctrl-C stops it halfway; its messages go to the console
+    (trap '' HUP INT QUIT && exec "$SVINIT_LIB/shutdown" </dev/null >/dev/null 2>&1) &
+    return 0
+  fi
   if [ ! -e "$SVINIT_RUN/svinit-shutdown/run" ]; then
     mkdir -p "$SVINIT_RUN/svinit-shutdown"
     ln -sf "$SVINIT_LIB/svinit-shutdown.run" "$SVINIT_RUN/svinit-shutdown/run"
   fi
+  # djb's svscan finds it at its next scan (5 s at most); before svscan runs (a request during boot),
+  # its first scan does
   ln -s "$SVINIT_RUN/svinit-shutdown" "$_sv_sd/svinit-shutdown" 2>/dev/null || return 0
-  # svinit's svscan starts it at once; djb's finds it at its next scan (5 s at most); before svscan
-  # runs (a request during boot), its first scan does
-  svscanctl -a "$_sv_sd" 2>/dev/null || :
 }
 
 # Stops the services given as arguments (svc -dx), waits until their supervise processes are gone, at
 # most $SV_GRACE s, then kills what is left (svc -kx) and waits at most 1 s more. Returns at once when
-# everything has stopped. Prints how long it took.
+# everything has stopped.
 sv_stop() {
   [ $# -eq 0 ] && return 0
   _sv_t0=$(sv_ms)
@@ -128,14 +141,14 @@ sv_stop() {
   _sv_end=$((_sv_t0 + ${SV_GRACE:-3} * 1000))
   _sv_killed=
   while :; do
-    _sv_left=$(sv_supervised_of "$@")
+    _sv_left=$(sv_still_supervised "$@")
     [ -z "$_sv_left" ] && break
     _sv_now=$(sv_ms)
     if [ "$_sv_now" -ge "$_sv_end" ]; then
-      [ -n "$_sv_killed" ] && { sv_warn "still running after KILL:$_sv_left"; return 1; }
-      sv_warn "still running after ${SV_GRACE:-3} s, killing:$_sv_left"
-      # shellcheck disable=SC2086
-      svc -kx $_sv_left 2>/dev/null
+      _sv_left=$(printf '%s' "$_sv_left" | tr '\n' ' ')
+      [ -n "$_sv_killed" ] && { sv_warn "still running after KILL: $_sv_left"; return 1; }
+      sv_warn "still running after ${SV_GRACE:-3} s, killing: $_sv_left"
+      svc -kx "$@" 2>/dev/null
       _sv_killed=1
       _sv_end=$((_sv_now + 1000))
     fi
@@ -149,34 +162,25 @@ sv_stop() {
 # running services are switched too (svc -u / svc -d).
 sv_runlevel() {
   _sv_lvl=$SVINIT_ETC/runlevels/$1
-  if [ ! -d "$_sv_lvl" ]; then
-    sv_fail "runlevel '$1' does not exist (no directory $_sv_lvl)"
-    return 1
-  fi
+  [ -d "$_sv_lvl" ] || { sv_error "runlevel '$1' does not exist (no directory $_sv_lvl)"; return 1; }
   _sv_sd=$(sv_scandir)
-  _sv_seen=' '
-  _sv_up=
-  _sv_down=
+  _sv_seen=/  # each name as /NAME/: a name holds no '/'
   for _sv_e in "$SVINIT_ETC"/runlevels/*/*; do
     [ -e "$_sv_e" ] || [ -L "$_sv_e" ] || continue
     _sv_n=${_sv_e##*/}
-    case $_sv_seen in *" $_sv_n "*) continue ;; esac
-    _sv_seen="$_sv_seen$_sv_n "
+    case $_sv_seen in *"/$_sv_n/"*) continue ;; esac
+    _sv_seen="$_sv_seen$_sv_n/"
     if [ ! -d "$_sv_sd/$_sv_n" ]; then
       sv_warn "runlevels name $_sv_n, which is not a service in $_sv_sd"
       continue
     fi
     if [ -e "$_sv_lvl/$_sv_n" ] || [ -L "$_sv_lvl/$_sv_n" ]; then
       rm -f "$_sv_sd/$_sv_n/down"
-      _sv_up="$_sv_up $_sv_sd/$_sv_n"
+      [ "${2:-}" = now ] && svc -u "$_sv_sd/$_sv_n"
     else
       true > "$_sv_sd/$_sv_n/down"
-      _sv_down="$_sv_down $_sv_sd/$_sv_n"
+      [ "${2:-}" = now ] && svc -d "$_sv_sd/$_sv_n"
     fi
   done
-  if [ "${2:-}" = now ]; then
-    # shellcheck disable=SC2086
-    { [ -z "$_sv_up" ] || svc -u $_sv_up; [ -z "$_sv_down" ] || svc -d $_sv_down; }
-  fi
   echo "$1" > "$SVINIT_RUN/runlevel"
 }

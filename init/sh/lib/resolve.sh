@@ -49,7 +49,7 @@ _sv_reject() {  # $1: index, $2: why; reports drop-in $1 as not run, once
   eval "_sv_st=\${_sv_s_$1}"
   [ "$_sv_st" = 3 ] && return 0
   eval "_sv_base \"\$_sv_f_$1\""
-  sv_fail "boot script $_sv_b $2: not run"
+  sv_error "boot script $_sv_b $2: not run"
   eval "_sv_s_$1=3"
 }
 
@@ -73,7 +73,7 @@ _sv_visit() {
         eval "_sv_s_$_sv_i=3"
       done
       eval "_sv_base \"\$_sv_f_$1\""
-      sv_fail "boot scripts in a dependency cycle, not run: $_sv_cyc$_sv_b"
+      sv_error "boot scripts in a dependency cycle, not run: $_sv_cyc$_sv_b"
       return 1
       ;;
   esac
@@ -115,7 +115,7 @@ sv_resolve() {
     eval "_sv_list=\$_sv_p_$_sv_count"
     for _sv_p in $_sv_list; do
       if ! _sv_valid "$_sv_p"; then
-        sv_fail "boot script ${_sv_file##*/} provides '$_sv_p': names are letters, digits, '_' and '-'"
+        sv_error "boot script ${_sv_file##*/} provides '$_sv_p': names are letters, digits, '_' and '-'"
         continue
       fi
       _sv_key "$_sv_p"

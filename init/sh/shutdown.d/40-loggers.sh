@@ -1,8 +1,8 @@
 # Stops every logger once its service is down: multilog writes what is left in its pipe, then exits.
 # svscan's own logger goes last, after every other logger.
 set --
-for d in $(sv_services); do
-  [ -d "$d/log" ] && set -- "$@" "$d/log"
+for d in "$scandir"/*; do
+  sv_is_stoppable "$d" && [ -d "$d/log" ] && set -- "$@" "$d/log"
 done
 SV_GRACE=$SVINIT_LOG_GRACE sv_stop "$@"
 [ -d "$scandir/svscan-log" ] && SV_GRACE=$SVINIT_LOG_GRACE sv_stop "$scandir/svscan-log"

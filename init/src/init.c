@@ -1,0 +1,199 @@
+/*
+ * init [CMD [ARGS...]]: the first program of process 1 (/sbin/init). It closes the window in which a
+ * signal to process 1 is lost (a process 1 drops every signal it has no handler for): its first act is
+ * to block the signals a stop or a shutdown request arrives by. Then, as a story:
+ *   1. it runs stage 1 ($SVINIT_LIB/stage1, POSIX sh: the one-time boot) as its child, with every signal
+ *      at its default, reaps it and any orphan, and notes each request that arrives meanwhile;
+ *   2. it execs svscan as this same process, with those signals still blocked and each noted one raised
+ *      again, so svscan acts on it as soon as its handlers are in place: nothing is lost, from the
+ *      first instruction on.
+ * Stage 1 leaves in $SVINIT_RUN/svscan svscan's PATH, its scan directory and, on a third line, "hold"
+ * (svinit's svscan takes the held signals) or "release" (another svscan, which would leave them blocked
+ * for everything it starts: they are unblocked, and lost, as that svscan has no handler). svscan gets
+ * only that PATH as its environment, stdin /dev/null, and stdout and stderr on $SVINIT_RUN/svscan.fifo,
+ * opened read-write (its logger may restart with nothing lost).
+ * When stage 1 fails, or svscan cannot be run: where process 1 may exit (a container, or not process 1)
+ * init exits with stage 1's code (111 for its own failures); on a VM (the initial PID namespace, where
+ * the kernel panics when process 1 exits) it gives a shell on the console and then tries again.
+ * Not process 1 (docker run --init, unshare without --fork): it makes itself a child subreaper, so the
+ * orphans of what it runs come back to it, and to svscan after it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "sv.h"
+
+extern char **environ;
+
+/* The signals a stop, a shutdown or a rescan request arrives by, and SIGCHLD: what svscan handles. */
+static const int held[] = {
+  SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPWR, SIGWINCH, SIGALRM, SIGCHLD,
+};
+#define NHELD (sizeof held / sizeof held[0])
+
+static char run[1024], lib[1024];
+
+static const char *env_or(const char *name, const char *dflt)
+{
+  const char *v = getenv(name);
+  return v && *v ? v : dflt;
+}
+
+/* May this process exit? Not on a VM's process 1: there the kernel's threads are in our PID namespace
+   (kthreadd, pid 2, whose parent is 0). In a container's namespace no process but 1 has parent 0. */
+static int may_exit(void)
+{
+  char buf[256];
+  int fd, n;
+  if (getpid() != 1) return 1;
+  fd = open("/proc/2/stat", O_RDONLY | O_CLOEXEC);
+  if (fd == -1) return errno == ENOENT && access("/proc/1/stat", F_OK) == 0;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  {
+    char *p = strrchr(buf, ')');
+    int ppid = -1;
+    char state;
+    if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2) return 0;
+    return ppid != 0;
+  }
+}
+
+/* Runs stage 1 as a child; returns its wait status. Requests that arrive meanwhile are noted. */
+static int stage1(int argc, char **argv, int *noted, const sigset_t *set)
+{
+  char path[1100];
+  char **args = calloc((size_t)argc + 1, sizeof *args);
+  pid_t child;
+  int wstat = 0;
+
+  if (!args) sv_die(EXIT_TEMP, "out of memory");
+  snprintf(path, sizeof path, "%s/stage1", lib);
+  args[0] = path;
+  for (int i = 1; i < argc; ++i) args[i] = argv[i];
+  while ((child = fork()) == -1) {
+    sv_warnsys("unable to fork for %s; trying again in 1 second", path);
+    sleep(1);
+  }
+  if (child == 0) {
+    sv_default_signals();
+    execve(path, args, environ);
+    sv_diesys(EXIT_TEMP, "unable to run %s", path);
+  }
+  free(args);
+  for (;;) {
+    int s = sigwaitinfo(set, NULL);
+    if (s == -1) continue;
+    if (s != SIGCHLD) { noted[s] = 1; continue; }
+    for (;;) {
+      int w;
+      pid_t r = waitpid(-1, &w, WNOHANG);
+      if (r <= 0) break;
+      if (r == child) { wstat = w; child = 0; }
+    }
+    if (!child) return wstat;
+  }
+}
+
+/* Reads the next line of F into BUF (NUL-terminated, without its newline); -1 when there is none. */
+static int line(FILE *f, char *buf, size_t size)
+{
+  size_t n;
+  if (!fgets(buf, (int)size, f)) return -1;
+  n = strlen(buf);
+  if (n && buf[n - 1] == '\n') buf[--n] = 0;
+  return n ? 0 : -1;
+}
+
+/* Execs svscan as described by $SVINIT_RUN/svscan; returns only when it cannot. */
+static void exec_svscan(void)
+{
+  char spec[1100], fifo[1100], path[4096], dir[4096], signals[16] = "";
+  char *argv[] = { "svscan", dir, NULL };
+  FILE *f;
+  int fd;
+
+  snprintf(spec, sizeof spec, "%s/svscan", run);
+  snprintf(fifo, sizeof fifo, "%s/svscan.fifo", run);
+  f = fopen(spec, "re");
+  if (!f) { sv_warnsys("unable to read %s, which stage 1 writes last", spec); return; }
+  if (line(f, path, sizeof path) == -1 || line(f, dir, sizeof dir) == -1) {
+    sv_warn("%s must hold two lines: svscan's PATH and its scan directory", spec);
+    fclose(f);
+    return;
+  }
+  line(f, signals, sizeof signals);
+  fclose(f);
+  fd = open(fifo, O_RDWR | O_CLOEXEC);
+  if (fd == -1) { sv_warnsys("unable to open %s, svscan's log", fifo); return; }
+  if (dup2(fd, 1) == -1 || dup2(fd, 2) == -1) { sv_warnsys("unable to set up svscan's output"); return; }
+  close(fd);
+  fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd != -1) { dup2(fd, 0); close(fd); }
+  if (clearenv() != 0 || setenv("PATH", path, 1) == -1) { sv_warnsys("unable to set svscan's PATH"); return; }
+  if (!strcmp(signals, "release")) sv_default_signals();
+  execvp("svscan", argv);
+  /* stderr is svscan's log now; the console is where a failure must show */
+  fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+  if (fd != -1) { dup2(fd, 2); close(fd); }
+  sv_warnsys("unable to run svscan (PATH=%s)", path);
+}
+
+/* A shell on the console for whoever can repair the system; returns when it exits. */
+static void rescue(const char *why)
+{
+  pid_t child;
+  int fd = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  sv_warn("%s: a shell on the console; leave it to try again", why);
+  child = fork();
+  if (child == 0) {
+    char *sh[] = { "/bin/sh", "-i", NULL };
+    if (fd != -1) { dup2(fd, 0); dup2(fd, 1); dup2(fd, 2); }
+    sv_default_signals();
+    execve(sh[0], sh, environ);
+    sv_diesys(EXIT_TEMP, "unable to run /bin/sh");
+  }
+  if (fd != -1) close(fd);
+  if (child > 0) while (waitpid(child, NULL, 0) == -1 && errno == EINTR) {}
+  sleep(1);
+}
+
+int main(int argc, char **argv)
+{
+  sigset_t set;
+  int noted[NSIG] = { 0 };
+
+  /* First: no request is lost from here on. */
+  sigemptyset(&set);
+  for (size_t i = 0; i < NHELD; ++i) sigaddset(&set, held[i]);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+
+  sv_progname = "init";
+  if (getpid() == 1) reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del arrives as SIGINT; EPERM in a container */
+  else if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) sv_warnsys("unable to become a child subreaper");
+  snprintf(run, sizeof run, "%s", env_or("SVINIT_RUN", "/run/svinit"));
+  snprintf(lib, sizeof lib, "%s", env_or("SVINIT_LIB", "/lib/svinit"));
+
+  for (;;) {
+    int wstat = stage1(argc, argv, noted, &set);
+    int code = WIFEXITED(wstat) ? WEXITSTATUS(wstat) : 128 + WTERMSIG(wstat);
+    if (code == 0) {
+      for (int s = 1; s < NSIG; ++s)
+        if (noted[s]) kill(getpid(), s); /* blocked: it stays pending across exec, for svscan */
+      exec_svscan();
+      code = EXIT_TEMP;
+    }
+    if (may_exit()) _exit(code);
+    rescue(code == EXIT_TEMP ? "svscan cannot run" : "stage 1 failed");
+    argc = 1; /* the kernel's leftover arguments are no CMD */
+  }
+}

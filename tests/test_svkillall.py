@@ -1,0 +1,70 @@
+"""svkillall, the shutdown's sweep, as process 1's child in a real PID namespace: it signals every
+process but itself, its ancestors and what it is told to spare (sessions, pids, names), KILLs what
+outlives the grace, and assumes nothing of pid 2 (a kernel thread only on a VM)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("have_unshare")
+
+# Process 1 starts the cast, runs svkillall from a child shell (so process 1 and that shell are its
+# ancestors), then reports, for each, whether it is still alive (a zombie counts as gone).
+SCRIPT = """
+sleep 1000 & first=$!
+setsid sleep 1001 & session=$!
+"$KEEPME" 1002 & named=$!
+sleep 1003 & spared=$!
+sh -c 'trap "" TERM; exec sleep 1004' & stubborn=$!
+sleep 1005 & plain=$!
+sleep 0.2
+sh -c '"$SVKILLALL" -g 300 -s "$1" -n keepme -x "$2" TERM; echo "rc=$?"' sh "$session" "$spared"
+state() {
+  s=$(cut -d' ' -f3 /proc/$1/stat 2>/dev/null)
+  if [ -n "$s" ] && [ "$s" != Z ]; then echo alive; else echo gone; fi
+}
+for v in first session named spared stubborn plain; do eval "p=\\$$v"; echo "$v=$p $(state "$p")"; done
+echo "process1 alive"
+"""
+
+
+def run(init_bin: Path, tmp_path: Path) -> dict[str, str]:
+    keepme = tmp_path / "keepme"
+    shutil.copy2(shutil.which("sleep"), keepme)
+    env = {"PATH": "/usr/bin:/bin", "KEEPME": str(keepme), "SVKILLALL": str(init_bin / "svkillall")}
+    out = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    result = {}
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        result[key] = value
+    result["stderr"] = out.stderr
+    return result
+
+
+def test_signals_all_but_ancestors_and_the_spared_and_kills_the_stubborn(init_bin, tmp_path):
+    r = run(init_bin, tmp_path)
+    assert r["rc"] == "0", r
+    assert r["first"] == "2 gone", "pid 2 is an ordinary process in a container: it is signalled"
+    assert r["plain"].endswith(" gone") and r["stubborn"].endswith(" gone"), r
+    assert r["session"].endswith(" alive") and r["named"].endswith(" alive"), r
+    assert r["spared"].endswith(" alive"), r
+    assert "process1 alive" in r, "its ancestors (process 1, the shell that ran it) are spared"
+
+
+def test_usage_errors_exit_100(init_bin):
+    # in a namespace of its own all the same: a svkillall on the host would signal the whole machine
+    ns = ["unshare", "--pid", "--fork", "--mount-proc"]
+    for argv in (["-g", "-5"], ["NOSUCHSIGNAL"], ["TERM", "extra"], ["-q"]):
+        r = subprocess.run([*ns, init_bin / "svkillall", *argv], capture_output=True, text=True)
+        assert r.returncode == 100 and "usage: svkillall" in r.stderr, (argv, r.stderr)
