@@ -5,10 +5,11 @@ SVINIT_LIB=${SVINIT_LIB:-/lib/svinit}
 SVINIT_RUN=${SVINIT_RUN:-/run/svinit}
 SVINIT_ETC=${SVINIT_ETC:-/etc/svinit}
 
-# Say something, on stderr, prefixed; sv_warn and sv_error mark what needs attention.
+# Say something, on stderr, prefixed; sv_warn and sv_error mark what needs attention. sv_error returns
+# 1, so that `step || sv_error "..."` fails as the step did.
 sv_say() { printf 'svinit: %s\n' "$*" >&2; }
 sv_warn() { printf 'svinit: warning: %s\n' "$*" >&2; }
-sv_error() { printf 'svinit: error: %s\n' "$*" >&2; }
+sv_error() { printf 'svinit: error: %s\n' "$*" >&2; return 1; }
 
 # The scan directory svscan runs in (/service, or its copy in /run when /service is read-only).
 sv_scandir() {
