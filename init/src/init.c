@@ -17,6 +17,9 @@
  * the kernel panics when process 1 exits) it gives a shell on the console and then tries again.
  * Not process 1 (docker run --init, unshare without --fork): it makes itself a child subreaper, so the
  * orphans of what it runs come back to it, and to svscan after it.
+ * svinit's state directory, $SVINIT_RUN, is chosen here once and passed on: as set, else /run/svinit;
+ * for a user other than root who cannot make it there (docker run --user 1000: Docker's /run is root's),
+ * /tmp/svinit-UID, made 0700 and refused when it is not that user's own directory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +29,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "sv.h"
@@ -44,6 +48,36 @@ static const char *env_or(const char *name, const char *dflt)
 {
   const char *v = getenv(name);
   return v && *v ? v : dflt;
+}
+
+/* Can this user use DIR as svinit's state: made now, or there already as its own directory? */
+static int own_dir(const char *dir)
+{
+  struct stat st;
+  if (mkdir(dir, 0700) == 0) return 0;
+  if (errno != EEXIST) return -1;
+  if (lstat(dir, &st) == -1) return -1;
+  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) { errno = EPERM; return -1; }
+  return access(dir, W_OK | X_OK);
+}
+
+/* Chooses $SVINIT_RUN (see the top); exits 1 with the cause and the fix when there is no place. */
+static void choose_run(void)
+{
+  const char *set = getenv("SVINIT_RUN");
+  char tmp[64];
+  int err;
+  if (set && *set) { snprintf(run, sizeof run, "%s", set); return; }
+  snprintf(run, sizeof run, "/run/svinit");
+  if (geteuid() == 0 || own_dir(run) == 0) goto chosen;
+  err = errno;
+  snprintf(tmp, sizeof tmp, "/tmp/svinit-%u", (unsigned)geteuid());
+  if (own_dir(tmp) == 0) { snprintf(run, sizeof run, "%s", tmp); goto chosen; }
+  sv_die(1, "no place for svinit's state: /run/svinit: %s; %s: %s. Give user %u one, e.g. docker run "
+    "--tmpfs /run:uid=%u,gid=%u,mode=0755 (or a writable /tmp)", sv_strerror(err), tmp, sv_strerror(errno),
+    (unsigned)geteuid(), (unsigned)geteuid(), (unsigned)getegid());
+chosen:
+  if (setenv("SVINIT_RUN", run, 1) == -1) sv_diesys(EXIT_TEMP, "unable to set SVINIT_RUN");
 }
 
 /* May this process exit? Not on a VM's process 1: there the kernel's threads are in our PID namespace
@@ -180,7 +214,7 @@ int main(int argc, char **argv)
   sv_progname = "init";
   if (getpid() == 1) reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del arrives as SIGINT; EPERM in a container */
   else if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) sv_warnsys("unable to become a child subreaper");
-  snprintf(run, sizeof run, "%s", env_or("SVINIT_RUN", "/run/svinit"));
+  choose_run();
   snprintf(lib, sizeof lib, "%s", env_or("SVINIT_LIB", "/lib/svinit"));
 
   for (;;) {

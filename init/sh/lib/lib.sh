@@ -2,7 +2,12 @@
 # POSIX sh (busybox ash, dash). Nothing runs when this is sourced but variable defaults.
 
 SVINIT_LIB=${SVINIT_LIB:-/lib/svinit}
-SVINIT_RUN=${SVINIT_RUN:-/run/svinit}
+# svinit's state: /run/svinit, or, for a user who cannot write there (docker run --user 1000), the
+# place /sbin/init chose instead: /tmp/svinit-UID (its own, 0700).
+if [ -z "${SVINIT_RUN:-}" ]; then
+  SVINIT_RUN=/run/svinit
+  [ -d "$SVINIT_RUN" ] || [ ! -d "/tmp/svinit-$(id -u)" ] || SVINIT_RUN=/tmp/svinit-$(id -u)
+fi
 SVINIT_ETC=${SVINIT_ETC:-/etc/svinit}
 
 # Say something, on stderr, prefixed; sv_warn and sv_error mark what needs attention. sv_error returns
