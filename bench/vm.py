@@ -38,7 +38,7 @@ INITTAB = """::sysinit:/etc/bb/rcS
 ::respawn:/etc/bb/service heartbeat
 ::respawn:/etc/bb/service crond
 ::respawn:/etc/bb/service syslogd
-ttyS0::respawn:/sbin/getty -n -l /lib/svinit/autologin 115200 ttyS0 vt100
+ttyS0::respawn:/sbin/getty -n -l /usr/lib/svinit/autologin 115200 ttyS0 vt100
 ::shutdown:/etc/bb/rcK
 """
 RCS = """#!/bin/sh

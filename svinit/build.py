@@ -136,6 +136,9 @@ def build_container(
                 labels={SOURCE_LABEL: digest},
                 decode=True,
                 pull=False,
+                # it builds only when the sources changed; and the legacy builder's cache takes a COPY
+                # whose symlinks point elsewhere now for the same layer
+                nocache=True,
             )
             image_id = None
             for chunk in resp:
@@ -407,7 +410,8 @@ def build_vm(
                 },
             )
             (tree / "etc" / "shadow").chmod(0o600)
-            (tree / "init").symlink_to("sbin/init")
+            if not (tree / "init").is_symlink():  # make install links /init to svinit's init
+                (tree / "init").symlink_to("sbin/init")
             if overlay is not None:
                 shutil.copytree(overlay, tree, symlinks=True, dirs_exist_ok=True)
             cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip()

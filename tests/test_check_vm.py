@@ -82,7 +82,7 @@ def test_a_power_cut_leaves_a_disk_verify_disk_rejects(tmp_path):
 
 
 def test_an_image_whose_shutdown_skips_the_unmount_is_caught(tmp_path):
-    out = overlay_vm(tmp_path, {"lib/svinit/final.sh": NO_UNMOUNT})
+    out = overlay_vm(tmp_path, {"usr/lib/svinit/final.sh": NO_UNMOUNT})
     r = svinit("check", "vm", "--vm", str(out), "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     v = json.loads(r.stdout)

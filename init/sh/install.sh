@@ -1,20 +1,26 @@
 #!/bin/sh
-# Installs svinit's sh parts into the tree $DESTDIR (called by `make install`; the C programs are
-# installed by the Makefile into $DESTDIR/usr/bin):
-#   /lib/svinit/stage1            stage 1 (the Makefile installs /sbin/init, which runs it)
-#   /sbin/{poweroff,reboot,halt,shutdown,runlevel}
-#   /lib/svinit/                  lib.sh, resolve.sh, front, shutdown, final.sh, the shutdown service
-#   /lib/svinit/boot.d, shutdown.d   the drop-ins
-#   /lib/svinit/stopped-supervise the supervise svscan finds during the shutdown: it exits at once
-#   /lib/svinit/svscan/           svscan's hooks, linked from /service/.svscan
-#   /lib/svinit/vm-services/      getty, acpid and the harness shell, linked into /service on a vm
-#   /etc/acpi/PWRF/00000080       the ACPI power button's action (busybox acpid)
+# install.sh [--system]: installs the init package into the tree $DESTDIR (called by `make install-dist`
+# and `make install`, which give the built programs in $BINS).
+# What the archive holds (install-dist), only files that no Alpine or Debian base has:
+#   /usr/lib/svinit/bin/          the C programs and the commands poweroff, reboot, halt, shutdown, runlevel
+#   /usr/lib/svinit/              stage1, lib.sh, resolve.sh, front, shutdown, final.sh, the shutdown service
+#   /usr/lib/svinit/boot.d, shutdown.d   the drop-ins
+#   /usr/lib/svinit/stopped-supervise    the supervise svscan finds during the shutdown: it exits at once
+#   /usr/lib/svinit/svscan/       svscan's hooks, linked from /service/.svscan
+#   /usr/lib/svinit/vm-services/  getty, acpid and the harness shell, linked into /service on a vm
+#   /init                         the entry point: ENTRYPOINT ["/init"] (a link to bin/init)
+#   /usr/local/bin/               links to the commands a user types: svc, svstat, svok, svscanctl,
+#                                 multilog, tai64nlocal, envdir, poweroff, reboot, halt, runlevel
 #   /service/svscan-log           svscan's logger
 #   /etc/svinit/boot.d, /etc/svinit/runlevels/default   for the user's own
+# With --system (make install: the reference image and the VM's initramfs), also /sbin/init and
+# /sbin/{poweroff,reboot,halt,shutdown,runlevel} (links into /usr/lib/svinit/bin), and the ACPI power
+# button's action for busybox acpid, /etc/acpi/PWRF/00000080.
 set -eu
 src=$(cd "$(dirname "$0")" && pwd)
 D=${DESTDIR:-}
 [ -n "$D" ] || { echo "install.sh: DESTDIR must be set (the tree images are made from)" >&2; exit 100; }
+L=$D/usr/lib/svinit
 
 inst() {  # MODE SRC DEST: replaces DEST, even when it is a symlink (busybox's applets are)
   mkdir -p "$(dirname "$3")"
@@ -22,32 +28,40 @@ inst() {  # MODE SRC DEST: replaces DEST, even when it is a symlink (busybox's a
   cp "$2" "$3"
   chmod "$1" "$3"
 }
+link() {  # TARGET NAME: NAME becomes a symlink to TARGET
+  mkdir -p "$(dirname "$2")"
+  rm -f "$2"
+  ln -s "$1" "$2"
+}
 
-inst 0755 "$src/sbin/poweroff" "$D/sbin/poweroff"
-for a in reboot halt; do rm -f "$D/sbin/$a"; ln -s poweroff "$D/sbin/$a"; done
-inst 0755 "$src/sbin/shutdown" "$D/sbin/shutdown"
-inst 0755 "$src/sbin/runlevel" "$D/sbin/runlevel"
+if [ "${1:-}" = --system ]; then
+  for c in init poweroff reboot halt shutdown runlevel; do link "../usr/lib/svinit/bin/$c" "$D/sbin/$c"; done
+  link /usr/lib/svinit/acpi-power "$D/etc/acpi/PWRF/00000080"
+  exit 0
+fi
 
-L=$D/lib/svinit
-for f in lib.sh resolve.sh final.sh svinit-shutdown.run; do inst 0644 "$src/lib/$f" "$L/$f"; done
-chmod 0755 "$L/svinit-shutdown.run"
-for f in stage1 front shutdown autologin acpi-power; do inst 0755 "$src/lib/$f" "$L/$f"; done
+for b in ${BINS:?install.sh: BINS must name the built programs}; do inst 0755 "$b" "$L/bin/${b##*/}"; done
+inst 0755 "$src/sbin/poweroff" "$L/bin/poweroff"
+for a in reboot halt; do link poweroff "$L/bin/$a"; done
+inst 0755 "$src/sbin/shutdown" "$L/bin/shutdown"
+inst 0755 "$src/sbin/runlevel" "$L/bin/runlevel"
+link usr/lib/svinit/bin/init "$D/init"
+for c in svc svstat svok svscanctl multilog tai64nlocal envdir poweroff reboot halt runlevel; do
+  link "/usr/lib/svinit/bin/$c" "$D/usr/local/bin/$c"
+done
+
+for f in lib.sh resolve.sh final.sh; do inst 0644 "$src/lib/$f" "$L/$f"; done
+for f in stage1 front shutdown autologin acpi-power svinit-shutdown.run stopped-supervise; do
+  inst 0755 "$src/lib/$f" "$L/$f"
+done
 for d in "$src"/vm-services/*; do
   inst 0755 "$d/run" "$L/vm-services/${d##*/}/run"
   [ -f "$d/down-signal" ] && inst 0644 "$d/down-signal" "$L/vm-services/${d##*/}/down-signal"
 done
-mkdir -p "$D/etc/acpi/PWRF"
-rm -f "$D/etc/acpi/PWRF/00000080"
-ln -s /lib/svinit/acpi-power "$D/etc/acpi/PWRF/00000080"
-inst 0755 "$src/lib/stopped-supervise" "$L/stopped-supervise"
 for f in "$src"/boot.d/*.sh; do inst 0644 "$f" "$L/boot.d/${f##*/}"; done
 for f in "$src"/shutdown.d/*.sh; do inst 0644 "$f" "$L/shutdown.d/${f##*/}"; done
 for f in "$src"/svscan/*; do inst 0755 "$f" "$L/svscan/${f##*/}"; done
 
-mkdir -p "$D/service/.svscan"
-for f in "$src"/svscan/*; do
-  rm -f "$D/service/.svscan/${f##*/}"
-  ln -s "/lib/svinit/svscan/${f##*/}" "$D/service/.svscan/${f##*/}"
-done
+for f in "$src"/svscan/*; do link "/usr/lib/svinit/svscan/${f##*/}" "$D/service/.svscan/${f##*/}"; done
 inst 0755 "$src/service/svscan-log/run" "$D/service/svscan-log/run"
-mkdir -p "$D/etc/svinit/boot.d" "$D/etc/svinit/runlevels/default" "$D/run" "$D/var/log"
+mkdir -p "$D/etc/svinit/boot.d" "$D/etc/svinit/runlevels/default"

@@ -215,7 +215,7 @@ int main(int argc, char **argv)
   if (getpid() == 1) reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del arrives as SIGINT; EPERM in a container */
   else if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) sv_warnsys("unable to become a child subreaper");
   choose_run();
-  snprintf(lib, sizeof lib, "%s", env_or("SVINIT_LIB", "/lib/svinit"));
+  snprintf(lib, sizeof lib, "%s", env_or("SVINIT_LIB", "/usr/lib/svinit"));
 
   for (;;) {
     int wstat = stage1(argc, argv, noted, &set);

@@ -1,7 +1,9 @@
 # svinit's shared sh functions, sourced by stage 1, boot and shutdown drop-ins, and the commands.
 # POSIX sh (busybox ash, dash). Nothing runs when this is sourced but variable defaults.
 
-SVINIT_LIB=${SVINIT_LIB:-/lib/svinit}
+SVINIT_LIB=${SVINIT_LIB:-/usr/lib/svinit}
+# svinit's programs: found after what PATH has (djb's svc and svstat first, when SVINIT_PATH says so)
+case :$PATH: in *":$SVINIT_LIB/bin:"*) ;; *) PATH=$PATH:$SVINIT_LIB/bin ;; esac
 # svinit's state: /run/svinit, or, for a user who cannot write there (docker run --user 1000), the
 # place /sbin/init chose instead: /tmp/svinit-UID (its own, 0700).
 if [ -z "${SVINIT_RUN:-}" ]; then

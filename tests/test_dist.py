@@ -1,0 +1,186 @@
+"""The archive (`make -C init dist`): only svinit's own files, owned by root, no entry for the directories
+merged-/usr bases make symlinks; `ADD` to an Alpine root and to a root holding only busybox-static, it
+boots, runs CMD with its exit code, stops cleanly, as root or not, on a read-only root."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from svinit import ROOT
+from svinit.fetch import alpine_image, busybox_static
+
+pytestmark = pytest.mark.slow
+
+OWN = ("init", "usr/lib/svinit", "usr/local/bin/", "service", "etc/svinit")
+
+
+@pytest.fixture(scope="session")
+def dist(init_bin) -> Path:
+    out = subprocess.run(["make", "-s", "-C", str(ROOT / "init"), "dist"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return ROOT / "init" / out.stdout.strip().splitlines()[-1]
+
+
+def test_the_archive_holds_only_svinit_files_owned_by_root(dist):
+    with tarfile.open(dist) as t:
+        members = t.getmembers()
+    names = {m.name for m in members}
+    assert "init" in names and "usr/lib/svinit/bin/svscan" in names and "service/svscan-log/run" in names
+    for m in members:
+        assert m.name.startswith(OWN), f"{m.name} is not svinit's"
+        assert (m.uid, m.gid, m.uname, m.gname) == (0, 0, "", ""), m.name
+    for top in ("bin", "sbin", "lib", "lib64", "usr", "usr/lib", "usr/local", "usr/local/bin", "etc"):
+        assert top not in names, f"an entry for /{top} would replace a merged-/usr symlink"
+    assert {m.name: m.mode for m in members}["usr/lib/svinit/bin/svscan"] == 0o755
+
+
+def test_extracted_over_a_merged_usr_root_it_keeps_the_links_and_every_file(dist, tmp_path):
+    root = tmp_path / "root"
+    for d in ("usr/bin", "usr/lib", "usr/sbin", "usr/local/bin", "etc"):
+        (root / d).mkdir(parents=True)
+    for link in ("bin", "lib", "sbin"):
+        (root / link).symlink_to(f"usr/{link}")
+    (root / "usr/bin/sh").write_text("the base's own\n")
+    subprocess.run(["tar", "-xzf", str(dist), "-C", str(root)], check=True)
+    assert all((root / link).is_symlink() for link in ("bin", "lib", "sbin"))
+    assert (root / "usr/bin/sh").read_text() == "the base's own\n"
+    assert (root / "init").resolve() == (root / "usr/lib/svinit/bin/init").resolve()
+
+
+def busybox_root_image(client: docker.DockerClient, tag: str) -> str:
+    """A root holding only Debian's busybox-static, an applet link for each of its applets."""
+    bb = busybox_static()
+    applets = subprocess.run([bb, "--list-full"], capture_output=True, text=True, check=True).stdout.split()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for d, mode in (
+            ("bin", 0o755),
+            ("sbin", 0o755),
+            ("usr/bin", 0o755),
+            ("usr/sbin", 0o755),
+            ("etc", 0o755),
+            ("tmp", 0o1777),
+            ("proc", 0o555),
+            ("sys", 0o555),
+            ("dev", 0o755),
+            ("run", 0o755),
+            ("root", 0o700),
+        ):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            t.addfile(info)
+        t.add(bb, "bin/busybox")
+        for a in applets:
+            if a != "bin/busybox":
+                info = tarfile.TarInfo(a)
+                info.type, info.linkname = tarfile.SYMTYPE, "/bin/busybox"
+                t.addfile(info)
+        for name, text in (
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"),
+            ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+        ):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    client.api.import_image_from_data(buf.getvalue(), repository=tag.split(":")[0], tag=tag.split(":")[1])
+    return tag
+
+
+@pytest.fixture(scope="session")
+def images(dist, tmp_path_factory) -> dict[str, str]:
+    """For each base, the base with the archive ADDed and ENTRYPOINT ["/init"], and a service with a log."""
+    client = docker.from_env()
+    bases = {
+        "alpine": alpine_image(client=client),
+        "busybox": busybox_root_image(client, "svinit-test:busybox"),
+    }
+    out = {}
+    for name, base in bases.items():
+        ctx = tmp_path_factory.mktemp(f"ctx-{name}")
+        (ctx / dist.name).write_bytes(dist.read_bytes())
+        svc = ctx / "ticker"
+        (svc / "log").mkdir(parents=True)
+        (svc / "run").write_text(
+            "#!/bin/sh\nexec 2>&1\ntrap 'echo stopping; exit 0' TERM\n"
+            "while :; do echo tick; sleep 0.1 & wait $!; done\n"
+        )
+        (svc / "log" / "run").write_text("#!/bin/sh\nexec multilog t ./main\n")
+        (svc / "run").chmod(0o755)
+        (svc / "log" / "run").chmod(0o755)
+        (ctx / "Dockerfile").write_text(
+            f'FROM {base}\nADD {dist.name} /\nCOPY ticker /service/ticker\nENTRYPOINT ["/init"]\n'
+        )
+        tag = f"svinit-test:dist-{name}"
+        client.images.build(path=str(ctx), tag=tag, pull=False, rm=True, nocache=True)
+        out[name] = tag
+    return out
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "run", "--rm", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("base", ["alpine", "busybox"])
+@pytest.mark.parametrize("cmd,code", [("exit 0", 0), ("exit 7", 7), ("kill -TERM $$", 128 + 15)])
+def test_cmd_exit_code_passes_through(images, base, cmd, code):
+    r = run(images[base], "sh", "-c", cmd)
+    assert r.returncode == code, r.stderr
+
+
+@pytest.mark.parametrize("base", ["alpine", "busybox"])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        [],
+        ["--user", "1000:1000"],
+        ["--user", "12345:0"],
+        ["--read-only", "--tmpfs", "/run"],
+        ["--user", "1000:1000", "--read-only", "--tmpfs", "/run:uid=1000,gid=1000,mode=0755"],
+        ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"],
+    ],
+    ids=["root", "user", "uid-gid0", "read-only", "user-read-only", "no-caps"],
+)
+def test_boots_and_stops_cleanly_with_every_line_logged(images, base, opts):
+    name = f"svinit-dist-{base}-{abs(hash(tuple(opts))) % 10**8}"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, *opts, images[base]], check=True, capture_output=True
+    )
+    try:
+        state = '. /usr/lib/svinit/lib.sh; svstat "$(sv_scandir)/ticker" "$(sv_scandir)/ticker/log"'
+        deadline = time.monotonic() + 15
+        while True:
+            out = subprocess.run(["docker", "exec", name, "sh", "-c", state], capture_output=True, text=True)
+            if out.stdout.count(": up (pid") == 2:
+                break
+            assert time.monotonic() < deadline, f"not up: {out.stdout}{out.stderr}"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        subprocess.run(["docker", "stop", name], check=True, capture_output=True)
+        took = time.monotonic() - t0
+        code = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.ExitCode}}", name], capture_output=True, text=True
+        ).stdout.strip()
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr
+        assert code == "0" and took < 5, f"exit {code} after {took:.1f} s\n{logs}"
+        assert "(exit code 0)" in logs, logs
+        current = subprocess.run(
+            ["docker", "cp", f"{name}:/", "-"], capture_output=True
+        ).stdout  # the whole root, as a tar: the log is wherever the scan directory was
+        with tarfile.open(fileobj=io.BytesIO(current)) as t:
+            logfiles = [m for m in t.getmembers() if m.name.endswith("ticker/log/main/current")]
+            if "--read-only" not in opts:  # a read-only root keeps its logs in /run, a tmpfs gone now
+                assert logfiles, "no ticker log"
+                text = t.extractfile(logfiles[0]).read().decode()
+                assert text.rstrip("\n").endswith("stopping"), text[-200:]
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
