@@ -63,14 +63,18 @@ def main() -> int:
     for r in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="svscan-stop-") as tmp:
             res = one_round(args.svscan, bins, Path(tmp), args.services)
-        print(f"round {r + 1}: {args.services} services with loggers, `3t` to exit: {res['seconds']:.3f} s, "
-              f"exit {res['exit']}, out of order {len(res['out_of_order'])}, still up {len(res['still_up'])}")
+        print(
+            f"round {r + 1}: {args.services} services with loggers, `3t` to exit: {res['seconds']:.3f} s, "
+            f"exit {res['exit']}, out of order {len(res['out_of_order'])}, still up {len(res['still_up'])}"
+        )
         rounds.append(res)
     med = statistics.median(r["seconds"] for r in rounds)
     ok = all(r["exit"] == 3 and not r["out_of_order"] and not r["still_up"] for r in rounds)
     print(f"median {med:.3f} s over {len(rounds)} rounds; {'clean' if ok else 'NOT clean'}")
     if args.json:
-        args.json.write_text(json.dumps({"services": args.services, "median": med, "rounds": rounds}, indent=1))
+        args.json.write_text(
+            json.dumps({"services": args.services, "median": med, "rounds": rounds}, indent=1)
+        )
     return 0 if ok else 1
 
 
