@@ -357,7 +357,7 @@ static void stop_begin(int64_t now)
   if (stopping) return;
   stopping = 1;
   for (size_t i = 0; i < nsv; ++i) { sv[i].step[0] = sv[i].step[1] = 0; sv[i].next[0] = now; }
-  sv_info("stopping every service, then its logger");
+  sv_info("stopping every service, and each logger once its service is down");
 }
 
 /* Whether exiting is harmless: when svscan is not process 1, or is process 1 of a child PID namespace (a
@@ -418,10 +418,11 @@ static void end(int64_t now)
     execve(SVSCAN_FINISH, argv, environ);
     if (say) sv_warnsys("unable to exec %s/%s", dir, SVSCAN_FINISH);
     catch_signals();
-  } else if (exit_allowed()) {
-    exit(exitcode);
-  } else if (say) {
-    sv_warnsys("unable to end as process 1 with %s/%s", dir, SVSCAN_FINISH);
+  } else {
+    int e = errno;
+    if (exit_allowed()) exit(exitcode); /* no finish: the usual end */
+    errno = e;
+    if (say) sv_warnsys("unable to end with %s/%s", dir, SVSCAN_FINISH);
   }
   ++end_tries;
   if (pid1) crash(say);
