@@ -6,6 +6,7 @@ stop of 200 services with loggers.
 from __future__ import annotations
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -53,6 +54,28 @@ def pidns(argv: list[str], env: dict[str, str], *, proc: bool = True, stdin=None
             p.wait(5)
 
 
+class Terminal:
+    """A pty for a namespace's stdin: what crash() gives the console to, instead of the host's console."""
+
+    def __init__(self) -> None:
+        self.primary, self.secondary = pty.openpty()
+        os.set_blocking(self.primary, False)
+        self.seen = b""
+
+    def text(self) -> str:
+        """All the terminal has shown so far."""
+        try:
+            self.seen += os.read(self.primary, 65536)
+        except OSError:
+            pass
+        return self.seen.decode(errors="replace")
+
+    def close(self) -> None:
+        self.text()
+        os.close(self.secondary)
+        os.close(self.primary)
+
+
 def masked_sh(argv: list[str]) -> list[str]:
     """*argv* run with /bin/sh (and so dash) masked, in a mount namespace of its own: no shell can start."""
     script = 'mount --bind /dev/null /bin/sh && exec "$@"'
@@ -65,6 +88,17 @@ def bash_service(root: Path, name: str, run: str, log: str) -> None:
     write_exec(root / name / "log" / "run", f"#!/bin/bash\n{log}\n")
 
 
+def control(scandir: Path, data: bytes) -> None:
+    """Writes *data* to svscan's control FIFO, once svscan has made it."""
+    fifo = scandir / ".svscan" / "control"
+    wait_for(lambda: fifo.is_fifo(), 5, what="the control FIFO")
+    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def python_script(path: Path, interpreter: Path, body: str) -> Path:
     """An executable Python script whose #! names *interpreter* (which may not exist yet)."""
     return write_exec(path, f"#!{interpreter}\n{body}\n")
@@ -74,27 +108,21 @@ def python_script(path: Path, interpreter: Path, body: str) -> Path:
 
 
 def test_finish_that_cannot_run_is_said_once_then_crash_runs(init_bin, scandir, tmp_path, have_unshare):
-    import pty
-
     out = tmp_path / "crash.out"
     write_exec(scandir / ".svscan" / "finish", "#!/nonexistent/interpreter\n")
     write_exec(scandir / ".svscan" / "crash", f'#!/bin/sh\necho "crash as $$" > {out}\nexec sleep 1000\n')
-    primary, secondary = pty.openpty()  # crash gets the terminal, not the host's console
-    ns = PidNamespace(
-        [str(init_bin / "svscan"), str(scandir)], tmp_path / "out.log", env_for(init_bin), stdin=secondary
-    )
-    os.close(secondary)
+    term = Terminal()
+    log = open(tmp_path / "out.log", "wb")
     try:
-        ctl = scandir / ".svscan" / "control"
-        wait_for(lambda: ctl.is_fifo(), what="the control FIFO")
-        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
-        os.write(fd, b"5x")
-        os.close(fd)
-        wait_for(lambda: out.exists() and out.read_text() == "crash as 1\n", what="crash as process 1")
-        assert ns.output().count(f"unable to exec {scandir}/.svscan/finish: file does not exist") == 1
+        with pidns(
+            [str(init_bin / "svscan"), str(scandir)], env_for(init_bin), stdin=term.secondary, stdout=log
+        ):
+            control(scandir, b"5x")
+            wait_for(lambda: out.exists() and out.read_text() == "crash as 1\n", what="crash as process 1")
     finally:
-        ns.close()
-        os.close(primary)
+        term.close()
+    text = (tmp_path / "out.log").read_text()
+    assert text.count(f"unable to exec {scandir}/.svscan/finish: file does not exist") == 1, text
 
 
 def test_finish_that_cannot_run_without_crash_or_shell_exits_with_the_code(
@@ -103,15 +131,19 @@ def test_finish_that_cannot_run_without_crash_or_shell_exits_with_the_code(
     """Process 1 of a container's PID namespace may exit: that ends the container with the code."""
     write_exec(scandir / ".svscan" / "finish", "#!/nonexistent/interpreter\n")
     bash_service(scandir, "a", "exec sleep 1000", log="exec cat > /dev/null")
+    term = Terminal()
     log = open(tmp_path / "out.log", "wb")
-    with pidns(masked_sh([str(init_bin / "svscan"), str(scandir)]), env_for(init_bin), stdout=log) as (p, _):
-        wait_for(lambda: svstatus(scandir / "a" / "log")[1] == "r", what="a's logger up")
-        fd = os.open(scandir / ".svscan" / "control", os.O_WRONLY | os.O_NONBLOCK)
-        os.write(fd, b"5t")
-        os.close(fd)
-        assert p.wait(10) == 5
-    text = (tmp_path / "out.log").read_text()
-    assert text.count(f"unable to exec {scandir}/.svscan/finish") == 1, text
+    argv = masked_sh([str(init_bin / "svscan"), str(scandir)])
+    try:
+        with pidns(argv, env_for(init_bin), stdin=term.secondary, stdout=log) as (p, _):
+            wait_for(lambda: svstatus(scandir / "a" / "log")[1] == "r", what="a's logger up")
+            control(scandir, b"5t")
+            assert p.wait(10) == 5
+    finally:
+        term.close()
+    said = (tmp_path / "out.log").read_text() + term.text()
+    assert said.count(f"unable to exec {scandir}/.svscan/finish") == 1, said
+    assert said.count("unable to exec /bin/sh") == 1, said
     assert svstatus(scandir / "a")[0] == 0 and svstatus(scandir / "a" / "log")[0] == 0
 
 
@@ -128,34 +160,19 @@ def test_process_1_of_a_machine_never_exits_and_tries_again_every_second(
 ):
     """With the host's /proc the kernel's kthreadd shows, as on a machine: process 1 must not exit, so it
     retries once a second, quietly and without spinning, until finish can run."""
-    import pty
-
     out = tmp_path / "finish.out"
     interp = tmp_path / "interp"  # missing at first: "bad interpreter"
     body = f"import os, sys\nopen({str(out)!r}, 'w').write(f'{{os.getpid()}} {{sys.argv[1]}}')"
     python_script(scandir / ".svscan" / "finish", interp, body)
     bash_service(scandir, "a", "exec sleep 1000", log="exec cat > /dev/null")
-    primary, secondary = pty.openpty()  # what crash() gives the console to
-    os.set_blocking(primary, False)
-    seen = b""
-
-    def terminal() -> str:
-        nonlocal seen
-        try:
-            seen += os.read(primary, 65536)
-        except (BlockingIOError, OSError):
-            pass
-        return seen.decode(errors="replace")
-
+    term = Terminal()
     log = open(tmp_path / "out.log", "wb")
     argv = masked_sh([str(init_bin / "svscan"), str(scandir)])
     try:
-        with pidns(argv, env_for(init_bin), proc=False, stdin=secondary, stdout=log) as (p, pid):
+        with pidns(argv, env_for(init_bin), proc=False, stdin=term.secondary, stdout=log) as (p, pid):
             wait_for(lambda: svstatus(scandir / "a" / "log")[1] == "r", what="a's logger up")
-            fd = os.open(scandir / ".svscan" / "control", os.O_WRONLY | os.O_NONBLOCK)
-            os.write(fd, b"9t")
-            os.close(fd)
-            wait_for(lambda: "trying to end again every second" in terminal(), what="the retry")
+            control(scandir, b"9t")
+            wait_for(lambda: "trying to end again every second" in term.text(), what="the retry")
             cpu = cpu_seconds(pid)
             time.sleep(3)
             used = cpu_seconds(pid) - cpu
@@ -164,11 +181,9 @@ def test_process_1_of_a_machine_never_exits_and_tries_again_every_second(
             os.symlink(sys.executable, interp)
             assert p.wait(5) == 0
     finally:
-        os.close(secondary)
-        terminal()
-        os.close(primary)
+        term.close()
     assert out.read_text() == "1 9"
-    said = (tmp_path / "out.log").read_text() + seen.decode(errors="replace")
+    said = (tmp_path / "out.log").read_text() + term.text()
     assert said.count(f"unable to exec {scandir}/.svscan/finish") == 1, said
     assert said.count("unable to exec /bin/sh") == 1, said
     assert said.count("trying to end again") == 1, said
