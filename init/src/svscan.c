@@ -281,9 +281,10 @@ static void kill_leftovers(int sig)
   if (r == -1 && !said++) sv_warnsys("unable to read /proc/thread-self/children");
   close(fd);
   buf[len] = 0;
+  /* "PID PID ... ": a pid not followed by its space may be cut short by a full buffer */
   for (char *p = buf, *end; *p; p = end) {
     pid_t pid = (pid_t)strtol(p, &end, 10);
-    if (end == p) break;
+    if (end == p || *end != ' ') break;
     if (pid > 0 && !ours(pid)) { kill(pid, sig); kill(pid, SIGCONT); }
   }
 }
