@@ -251,12 +251,23 @@ static void reap(void)
   if (r == -1 && errno != ECHILD) sv_warnsys("unable to wait for children");
 }
 
-/* Whether svscan started PID: a supervise or a hook. */
-static int ours(pid_t pid)
+static int pidcmp(const void *a, const void *b)
 {
-  for (size_t i = 0; i < nsv; ++i) if (sv[i].pid == pid || sv[i].pidlog == pid) return 1;
-  for (size_t h = 0; h < NHOOKS; ++h) if (hookpid[h] == pid) return 1;
-  return 0;
+  pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* The children svscan started, supervise and hooks, sorted into OUT; returns how many. */
+static size_t ours(pid_t out[])
+{
+  size_t n = 0;
+  for (size_t i = 0; i < nsv; ++i) {
+    if (sv[i].pid) out[n++] = sv[i].pid;
+    if (sv[i].pidlog) out[n++] = sv[i].pidlog;
+  }
+  for (size_t h = 0; h < NHOOKS; ++h) if (hookpid[h]) out[n++] = hookpid[h];
+  qsort(out, n, sizeof *out, pidcmp);
+  return n;
 }
 
 /* Sends SIG, then SIGCONT, to svscan's children that it did not start: what stopped services left behind,
@@ -265,9 +276,10 @@ static int ours(pid_t pid)
 static void kill_leftovers(int sig)
 {
   static char buf[65536];
+  static pid_t known[2 * MAX_SERVICES + NHOOKS];
   static int said;
   char self[32];
-  size_t len = 0;
+  size_t len = 0, nknown;
   ssize_t r;
   int fd;
 
@@ -281,11 +293,12 @@ static void kill_leftovers(int sig)
   if (r == -1 && !said++) sv_warnsys("unable to read /proc/thread-self/children");
   close(fd);
   buf[len] = 0;
+  nknown = ours(known);
   /* "PID PID ... ": a pid not followed by its space may be cut short by a full buffer */
   for (char *p = buf, *end; *p; p = end) {
     pid_t pid = (pid_t)strtol(p, &end, 10);
     if (end == p || *end != ' ') break;
-    if (pid > 0 && !ours(pid)) { kill(pid, sig); kill(pid, SIGCONT); }
+    if (pid > 0 && !bsearch(&pid, known, nknown, sizeof *known, pidcmp)) { kill(pid, sig); kill(pid, SIGCONT); }
   }
 }
 
