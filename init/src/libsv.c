@@ -68,7 +68,7 @@ static void vmsg(const char *level, int err, const char *fmt, va_list ap)
   if (err >= 0) n += snprintf(buf + n, sizeof buf - n, ": %s", sv_strerror(err));
   buf[n++] = '\n';
   /* One write, so lines from many processes sharing stderr do not interleave. */
-  sv_write_all(2, buf, n);
+  if (sv_write_all(sv_msgfd, buf, n) == -1 && errno == EAGAIN) ++sv_msglost;
 }
 
 void sv_warn(const char *fmt, ...)
@@ -259,3 +259,7 @@ void sv_default_signals(void)
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
 }
+
+/* Where messages go, and how many a non-blocking sv_msgfd could not take (svscan as process 1). */
+int sv_msgfd = 2;
+unsigned long sv_msglost;

@@ -101,4 +101,9 @@ void sv_child_signals(void);
 /* Every signal back to its default and none blocked: what sigreset gives CMD, whose sh ignored some. */
 void sv_default_signals(void);
 
+/* Messages go to sv_msgfd (2 unless a program changes it). When it is non-blocking and full, the message
+   is dropped and counted in sv_msglost, for the program to report later. */
+extern int sv_msgfd;
+extern unsigned long sv_msglost;
+
 #endif
