@@ -80,28 +80,6 @@ chosen:
   if (setenv("SVINIT_RUN", run, 1) == -1) sv_diesys(EXIT_TEMP, "unable to set SVINIT_RUN");
 }
 
-/* May this process exit? Not on a VM's process 1: there the kernel's threads are in our PID namespace
-   (kthreadd, pid 2, whose parent is 0). In a container's namespace no process but 1 has parent 0. */
-static int may_exit(void)
-{
-  char buf[256];
-  int fd, n;
-  if (getpid() != 1) return 1;
-  fd = open("/proc/2/stat", O_RDONLY | O_CLOEXEC);
-  if (fd == -1) return errno == ENOENT && access("/proc/1/stat", F_OK) == 0;
-  n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = 0;
-  {
-    char *p = strrchr(buf, ')');
-    int ppid = -1;
-    char state;
-    if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2) return 0;
-    return ppid != 0;
-  }
-}
-
 /* Runs stage 1 as a child; returns its wait status. Requests that arrive meanwhile are noted. */
 static int stage1(int argc, char **argv, int *noted, const sigset_t *set)
 {
@@ -226,7 +204,7 @@ int main(int argc, char **argv)
       exec_svscan();
       code = EXIT_TEMP;
     }
-    if (may_exit()) _exit(code);
+    if (sv_exit_harmless()) _exit(code);
     rescue(code == EXIT_TEMP ? "svscan cannot run" : "stage 1 failed");
     argc = 1; /* the kernel's leftover arguments are no CMD */
   }

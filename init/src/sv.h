@@ -106,4 +106,10 @@ void sv_default_signals(void);
 extern int sv_msgfd;
 extern unsigned long sv_msglost;
 
+/* Is it harmless for this process to exit? Yes when it is not process 1, or is process 1 of a child PID
+   namespace (a container, which its exit ends). Process 1 of the initial namespace (a machine) must never
+   exit: the kernel would panic. There the kernel's kthreadd is visible, as pid 2 whose parent is 0; in a
+   child namespace no process but 1 has parent 0. Without /proc nobody can tell: not harmless. */
+int sv_exit_harmless(void);
+
 #endif

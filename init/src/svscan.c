@@ -374,26 +374,6 @@ static void stop_begin(int64_t now)
   sv_info("stopping every service, and each logger once its service is down");
 }
 
-/* Whether exiting is harmless: when svscan is not process 1, or is process 1 of a child PID namespace (a
-   container, which its exit ends). Process 1 of the initial namespace (a machine) must never exit: the
-   kernel would panic. There the kernel's kthreadd is visible, as pid 2 whose parent is 0; in a child
-   namespace no process but 1 has parent 0. Without /proc nobody can tell: not harmless. */
-static int exit_allowed(void)
-{
-  char buf[512], *p;
-  ssize_t r;
-  int fd;
-  if (!pid1) return 1;
-  fd = open("/proc/2/stat", O_RDONLY | O_CLOEXEC);
-  if (fd == -1) return errno == ENOENT && access("/proc/self/stat", R_OK) == 0;
-  r = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (r <= 0) return 0;
-  buf[r] = 0;
-  p = strrchr(buf, ')'); /* then " STATE PPID ..." */
-  return p && strtol(p + 3, NULL, 10) != 0;
-}
-
 /* Process 1 gives the console to .svscan/crash, or else to /bin/sh -i; returns only if neither runs,
    having said so when SAY. */
 static void crash(int say)
@@ -434,13 +414,13 @@ static void end(int64_t now)
     catch_signals();
   } else {
     int e = errno;
-    if (exit_allowed()) exit(exitcode); /* no finish: the usual end */
+    if (sv_exit_harmless()) exit(exitcode); /* no finish: the usual end */
     errno = e;
     if (say) sv_warnsys("unable to end with %s/%s", dir, SVSCAN_FINISH);
   }
   ++end_tries;
   if (pid1) crash(say);
-  if (exit_allowed()) exit(exitcode);
+  if (sv_exit_harmless()) exit(exitcode);
   if (say) sv_warn("process 1 of this machine cannot exit: trying to end again every second");
   end_retry = now + END_RETRY_MS;
 }
