@@ -125,7 +125,15 @@ def images(dist, tmp_path_factory) -> dict[str, str]:
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "run", "--rm", *args], capture_output=True, text=True, timeout=timeout)
+    """docker run --rm ARGS; a container still running after *timeout* is removed, and the test fails."""
+    name = f"svinit-dist-run-{time.monotonic_ns()}"
+    try:
+        return subprocess.run(
+            ["docker", "run", "--rm", "--name", name, *args], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        pytest.fail(f"docker run {' '.join(args)} still ran after {timeout} s")
 
 
 @pytest.mark.parametrize("base", ["alpine", "busybox"])
