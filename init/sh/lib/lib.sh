@@ -4,6 +4,8 @@
 SVINIT_LIB=${SVINIT_LIB:-/lib/svinit}
 SVINIT_RUN=${SVINIT_RUN:-/run/svinit}
 SVINIT_ETC=${SVINIT_ETC:-/etc/svinit}
+# The shutdown service poweroff links into the scan directory (svinit/guest.py: SHUTDOWN_SERVICE).
+SVINIT_SHUTDOWN_SERVICE=svinit-shutdown
 
 # Say something, on stderr, prefixed; sv_warn and sv_fail mark what needs attention.
 sv_say() { printf 'svinit: %s\n' "$*" >&2; }
@@ -63,7 +65,7 @@ sv_is_service() {
 sv_services() {
   for _sv_s in "$(sv_scandir)"/*; do
     sv_is_service "$_sv_s" || continue
-    case ${_sv_s##*/} in svinit-shutdown) continue ;; esac
+    [ "${_sv_s##*/}" = "$SVINIT_SHUTDOWN_SERVICE" ] && continue
     printf '%s\n' "$_sv_s"
   done
 }
@@ -108,11 +110,12 @@ sv_request() {
   mkdir -p "$SVINIT_RUN" || return 1
   [ -e "$SVINIT_RUN/action" ] || echo "$1" > "$SVINIT_RUN/action"
   _sv_sd=$(sv_scandir)
-  if [ ! -e "$SVINIT_RUN/svinit-shutdown/run" ]; then
-    mkdir -p "$SVINIT_RUN/svinit-shutdown"
-    ln -sf "$SVINIT_LIB/svinit-shutdown.run" "$SVINIT_RUN/svinit-shutdown/run"
+  _sv_svc=$SVINIT_RUN/$SVINIT_SHUTDOWN_SERVICE
+  if [ ! -e "$_sv_svc/run" ]; then
+    mkdir -p "$_sv_svc"
+    ln -sf "$SVINIT_LIB/svinit-shutdown.run" "$_sv_svc/run"
   fi
-  ln -s "$SVINIT_RUN/svinit-shutdown" "$_sv_sd/svinit-shutdown" 2>/dev/null || return 0
+  ln -s "$_sv_svc" "$_sv_sd/$SVINIT_SHUTDOWN_SERVICE" 2>/dev/null || return 0
   # svinit's svscan starts it at once; djb's finds it at its next scan (5 s at most); before svscan
   # runs (a request during boot), its first scan does
   svscanctl -a "$_sv_sd" 2>/dev/null || :
@@ -180,3 +183,11 @@ sv_runlevel() {
   fi
   echo "$1" > "$SVINIT_RUN/runlevel"
 }
+
+# The console report lines of a shutdown, which the test harness parses (svinit/guest.py: STOPPED_LINE,
+# DONE_LINE; tests/test_guest.py runs these and parses what they print).
+# Service $1 and its logger went down at $2 and $3: the TAI64N of their supervise/status records, 24
+# hex digits each (empty when unread).
+sv_report_stopped() { sv_say "stopped: $1 @$2 log @$3"; }
+# The shutdown $1 (poweroff, reboot, halt) is done, after $2 ms, with exit code $3.
+sv_report_done() { sv_say "$1: done in $2 ms (exit code $3)"; }

@@ -1,6 +1,6 @@
 """A small synchronous QMP client: qemu.qmp's asyncio ``QMPClient`` run on an event loop in a thread.
 
-Every event QEMU sends is kept, in order, from the moment of the connection (svinit.vm starts QEMU
+Every event QEMU sends is kept, in order, from the moment of the connection (svinit.qemu.machine starts QEMU
 paused with ``-S`` and connects before ``cont``, so none is missed): ``SHUTDOWN {guest, reason}``,
 ``RESET``, ``POWERDOWN``, ``STOP``... :meth:`QMP.wait_for_event` waits for the next one of a name that
 was not awaited yet, or returns it if it came already.
@@ -24,14 +24,16 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qemu.qmp import EventListener, QMPClient, QMPError
+from qemu.qmp import EventListener, QMPClient, QMPError, Runstate
 from qemu.qmp.message import Message
+
+from svinit.errors import SvinitError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class QMPFailure(RuntimeError):
+class QMPFailure(SvinitError):
     """A QMP command failed, or the connection did (the message names the command and the socket)."""
 
 
@@ -117,8 +119,6 @@ class QMP:
 
     @property
     def connected(self) -> bool:
-        from qemu.qmp import Runstate
-
         return self._client is not None and self._client.runstate == Runstate.RUNNING
 
     def command(self, cmd: str, timeout: float = 10, **arguments: Any) -> Any:
