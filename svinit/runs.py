@@ -99,9 +99,6 @@ def check_vm(
     """
     # a given build is used as it is (it may have an overlay); the reference VM is built if needed
     build_dir = Path(build_dir) if build_dir is not None else build_vm(vm_dir(layout), layout=layout)
-    for name in ("vmlinuz", "initramfs.img", "cmdline"):
-        if not (build_dir / name).exists():
-            raise MachineError(f"{build_dir} has no {name}: is it the output of `svinit build vm`?")
     with tempfile.TemporaryDirectory(prefix="svinit-check-vm-") as tmp:
         tmp = Path(tmp)
         root = tmp / "root.img" if (build_dir / "root.img").exists() else None

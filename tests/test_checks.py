@@ -1,5 +1,6 @@
-"""svinit.checks: the verdict fed clean and unclean evidence (pure), and `svinit check container` against
-the real dockerd: clean on svinit:alpine, not clean on an image whose process 1 ignores SIGTERM."""
+"""svinit.verdicts: the container verdict fed clean and unclean evidence (pure), and `svinit check
+container` against the real dockerd: clean on svinit:alpine, not clean on an image whose process 1
+ignores SIGTERM."""
 
 from __future__ import annotations
 

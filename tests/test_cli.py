@@ -111,3 +111,12 @@ def test_verbose_is_svinits_progress_not_its_libraries_debug():
     cli.setup_logging(0)
     assert logging.getLogger("svinit.build.vm").isEnabledFor(logging.INFO)
     assert not logging.getLogger("svinit.build.vm").isEnabledFor(logging.DEBUG)
+
+
+def test_a_vm_directory_that_is_no_build_is_one_sentence(tmp_path):
+    """check: 2 (the check could not run; 1 would mean "not clean"); boot: 1."""
+    r = svinit("check", "vm", "--vm", str(tmp_path), "--no-data-disk")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == f"svinit: {tmp_path} has no vmlinuz: is it the output of `svinit build vm`?"
+    r = svinit("boot", "--vm", str(tmp_path))
+    assert r.returncode == 1 and r.stderr.strip().endswith("is it the output of `svinit build vm`?"), r.stderr

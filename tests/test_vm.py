@@ -338,10 +338,7 @@ def test_interactive_console_leaves_on_ctrl_bracket(svinit_vm_files, tmp_path):
         f"m = QemuMachine({str(svinit_vm_files.kernel)!r}, {str(svinit_vm_files.initrd)!r}, "
         f"{svinit_vm_files.cmdline!r})\n"
         "try:\n"
-        "    m.start()\n"
-        "    m.interact()\n"
-        "    print('LEFT running=%s' % m.is_running(), flush=True)\n"
-        "    print('END', m.shutdown('poweroff').reason, flush=True)\n"
+        "    print('END', m.interactive('poweroff').reason, flush=True)\n"
         "finally:\n"
         "    m.close()\n"
     )
@@ -353,7 +350,7 @@ def test_interactive_console_leaves_on_ctrl_bracket(svinit_vm_files, tmp_path):
         child.send("echo typed-$((6 * 7))\r")
         child.expect("typed-42")
         child.send("\x1d")
-        child.expect("LEFT running=True")
+        child.expect(r"left the console: stopping vm \(poweroff\)")
         child.expect(r"END guest-shutdown")
         child.expect(pexpect.EOF)
     finally:

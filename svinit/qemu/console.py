@@ -251,10 +251,10 @@ class Console:
         keeps going into the transcript.
 
         Raises:
-            RuntimeError: stdin is not a terminal.
+            SvinitError: stdin is not a terminal.
         """
         if not os.isatty(sys.stdin.fileno()):
-            raise RuntimeError(f"{self.name}: an interactive console needs a terminal on stdin")
+            raise SvinitError(f"{self.name}: an interactive console needs a terminal: run it from one")
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -129,6 +129,9 @@ class QemuMachine(Machine):
         the built image is not changed). *kw* are QemuMachine's (a cmdline replaces out/cmdline; disks
         come after root.img)."""
         out = Path(out)
+        for name in ("vmlinuz", "initramfs.img", "cmdline"):
+            if not (out / name).exists():
+                raise MachineError(f"{out} has no {name}: is it the output of `svinit build vm`?")
         disks = list(kw.pop("disks", []) or [])
         root = out / "root.img"
         if root.exists():
@@ -308,11 +311,9 @@ class QemuMachine(Machine):
             raise MachineError(f"{self.name}: not running: cannot run `{cmd}`")
         with self._lock:
             self.wait_for_harness()
-            ch = self._channel()
-            tok = ch.submit(cmd, timeout)
             limit = (timeout + 10 * self.timeout_multiplier) if timeout is not None else self.timeout(300)
             console = self._running_console()
-            got = ch.collect(tok, time.monotonic() + limit, abort=lambda: console.eof)
+            got = self._channel().run(cmd, time.monotonic() + limit, lambda: console.eof, timeout)
         if got is None:
             if console.eof:
                 raise MachineError(f"{self.name}: QEMU exited while `{cmd}` ran:\n{console.text[-2000:]}")
@@ -353,7 +354,7 @@ class QemuMachine(Machine):
         deadline = time.monotonic() + self.timeout(timeout)
         t0 = time.monotonic()
         if how == "acpi":
-            self._press_power_button(deadline)
+            qmp.press_power_button(deadline, self.timeout(2), alive=self.is_running)
         elif how == "ctrl-alt-del":
             qmp.ctrl_alt_delete()
         else:
@@ -370,38 +371,15 @@ class QemuMachine(Machine):
             ) from None
         return self._finish(how, t0, deadline)
 
-    def _press_power_button(self, deadline: float) -> None:
-        """Presses the ACPI power button, and again every 2 s (scaled) until QEMU ends: a press
-        before the guest listens (acpid not started yet) is lost."""
-        qmp = self.qmp
-        assert qmp is not None
-        every = self.timeout(2)
-        while True:
-            qmp.system_powerdown()
-            try:
-                qmp.wait_for_event(
-                    "SHUTDOWN", min(every, max(0.0, deadline - time.monotonic())), consume=False
-                )
-                return
-            except QMPTimeout:
-                if time.monotonic() >= deadline or not self.is_running():
-                    return
-                log.info("%s: no SHUTDOWN %.3g s after the power button: pressing it again", self.name, every)
-
     def _request(self, action: str, deadline: float) -> None:
         """Runs *action* (poweroff, reboot, halt) in the guest; it returns at once, the stop goes on
         without the harness shell (it is stopped with the other services)."""
         with self._lock:
-            self._request_locked(action, deadline)
-
-    def _request_locked(self, action: str, deadline: float) -> None:
-        self.wait_for_harness()
-        ch = self._channel()
-        console, qmp = self._running_console(), self.qmp
-        tok = ch.submit(action)
-        got = ch.collect(
-            tok, deadline, abort=lambda: console.eof or bool(qmp and qmp.events_named("SHUTDOWN"))
-        )
+            self.wait_for_harness()
+            console, qmp = self._running_console(), self.qmp
+            got = self._channel().run(
+                action, deadline, abort=lambda: console.eof or bool(qmp and qmp.events_named("SHUTDOWN"))
+            )
         if got is not None and got[0] != 0:
             raise CommandFailed(
                 self.name, action, got[0], got[1].decode(errors="replace"), got[2].decode(errors="replace")
@@ -459,16 +437,13 @@ class QemuMachine(Machine):
 
     # Interactive.
 
-    def interact(self) -> None:
-        """Connects the user's terminal to the serial console until they type Ctrl-] (or QEMU exits)."""
+    def interactive(self, shutdown: str = "acpi") -> QemuShutdown | None:
+        """An interactive session (``svinit boot``): boots, hands the serial console to the user's
+        terminal until Ctrl-] (or QEMU's exit), then stops the machine with *shutdown* if it still
+        runs; how it ended."""
+        self.start()
         print(f"svinit: console of {self.name}; {ESCAPE_NAME} leaves", flush=True)
         self._running_console().interact()
-
-    def interactive(self, shutdown: str = "acpi") -> QemuShutdown | None:
-        """An interactive session (``svinit boot``): boots, hands the console to the user's terminal
-        until Ctrl-], then stops the machine with *shutdown* (if it still runs); how it ended."""
-        self.start()
-        self.interact()
         if self.is_running():
             print(f"\r\nsvinit: left the console: stopping {self.name} ({shutdown})", flush=True)
             return self.shutdown(shutdown)

@@ -145,6 +145,22 @@ class QMP:
         keys = [{"type": "qcode", "data": k} for k in ("ctrl", "alt", "delete")]
         self.command("send-key", keys=keys)
 
+    def press_power_button(self, deadline: float, every: float, alive: Callable[[], bool]) -> None:
+        """Presses the ACPI power button, and again every *every* s until a SHUTDOWN event comes, the
+        *deadline* (time.monotonic()) passes or QEMU is no longer *alive()*: a press before the guest
+        listens (acpid not started yet) is lost."""
+        while True:
+            self.system_powerdown()
+            try:
+                self.wait_for_event(
+                    "SHUTDOWN", min(every, max(0.0, deadline - time.monotonic())), consume=False
+                )
+                return
+            except QMPTimeout:
+                if time.monotonic() >= deadline or not alive():
+                    return
+                log.info("%s: no SHUTDOWN %.3g s after the power button: pressing it again", self.name, every)
+
     def query_status(self) -> dict[str, Any]:
         """``query-status``: {"status": "running"|"paused"|"shutdown"|..., "running": bool}."""
         return self.command("query-status")
