@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import shutil
 import statistics
@@ -34,8 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
+from svinit.benchmarks import finish, host_facts  # noqa: E402
 from svinit.build import build_container  # noqa: E402
 from svinit.fetch import daemontools_bin, debian_package  # noqa: E402
+from svinit.tai64n import Tai64n  # noqa: E402
 
 SERVICE_RUN = """#!/bin/sh
 exec 2>&1
@@ -101,11 +102,6 @@ def build_images(client: docker.DockerClient, services: int) -> dict[str, str]:
     return tags
 
 
-def tai64n_to_unix(label: str) -> float:
-    x = int(label[1:], 16)
-    return (x >> 32) - (2**62 + 10) + (x & 0xFFFFFFFF) / 1e9
-
-
 def started_at(container) -> float:
     s = container.attrs["State"]["StartedAt"]  # 2026-11-24T03:40:01.123456789Z
     whole, frac = s.rstrip("Z").split(".")
@@ -127,7 +123,7 @@ def read_logs(container, services: int) -> dict[str, list[tuple[float, str]]]:
                 continue
             for line in tar.extractfile(member).read().decode(errors="replace").splitlines():
                 stamp, _, text = line.partition(" ")
-                lines.append((tai64n_to_unix(stamp), text))
+                lines.append((Tai64n.from_label(stamp).unix, text))
         logs[name] = lines
     return logs
 
@@ -177,7 +173,7 @@ def main() -> int:
     args = ap.parse_args()
     client = docker.from_env()
     tags = build_images(client, args.services)
-    results = {"host": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
+    results = {"host": host_facts()}
     for name, tag in tags.items():
         print(f"[{name}] {args.rounds} rounds ...", file=sys.stderr)
         rounds = [one_round(client, tag, args.services) for _ in range(args.rounds)]
@@ -211,12 +207,7 @@ def main() -> int:
         "no line lost": s["lines_lost_total"] == 0,
         "start under 100 ms": s["start_to_up_ms_median"] < 100,
     }
-    for g, ok in goals.items():
-        print(f"goal: {g}: {'met' if ok else 'NOT met'}")
-    results["goals"] = goals
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return 0
+    return finish(results, goals, args.json)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,7 @@ Needs root (unshare). Goals: supervise's RSS no larger than djb's; 1000 services
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -25,8 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from svinit.benchmarks import finish, host_facts  # noqa: E402
 from svinit.fetch import daemontools_bin  # noqa: E402
-from tests.util import Scanner, children_of, make_service, svstatus, wait_for  # noqa: E402
+from svinit.pidns import Scanner, children_of, wait_for  # noqa: E402
+from svinit.servicedir import make_service, svstatus  # noqa: E402
 
 IMPLS = ("svinit", "djb")
 
@@ -209,7 +209,7 @@ def main() -> int:
 
     subprocess.run(["make", "-C", str(ROOT / "init"), "-s"], check=True)
     ours = ROOT / "init" / "build"
-    res: dict = {"host": {"cpus": os.cpu_count(), "load": os.getloadavg(), "kernel": platform.release()}}
+    res: dict = {"host": host_facts()}
     with tempfile.TemporaryDirectory(prefix="svinit-bench-") as tmp:
         b = Bench(ours, daemontools_bin(), Path(tmp))
         for impl in IMPLS:
@@ -275,12 +275,7 @@ def main() -> int:
         "supervise RSS <= djb's": o["memory"]["supervise_rss_kb"] <= d["memory"]["supervise_rss_kb"],
         f"{args.services} services up within 3 s": o["many_up"]["seconds"] <= 3.0,
     }
-    for g, ok in goals.items():
-        print(f"goal: {g}: {'met' if ok else 'NOT met'}")
-    res["goals"] = goals
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
-    return 0
+    return finish(res, goals, args.json)
 
 
 if __name__ == "__main__":

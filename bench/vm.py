@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
 import statistics
 import sys
@@ -28,8 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 import pexpect  # noqa: E402
 
+from svinit.benchmarks import host_facts  # noqa: E402
 from svinit.build import build_vm  # noqa: E402
-from svinit.cpio import CpioWriter  # noqa: E402
+from svinit.build.cpio import CpioWriter  # noqa: E402
+from svinit.tai64n import Tai64n  # noqa: E402
 
 SERVICES = ("heartbeat", "crond", "syslogd")
 
@@ -45,8 +46,7 @@ RCS = """#!/bin/sh
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs shm /dev/shm
 mount -t tmpfs run /run
-while read -r m p; do case $m in ''|'#'*) ;; *) modprobe $m $p ;; esac; done < /etc/modules
-modprobe crc32c_generic
+while read -r how m p; do case $how in load|try) modprobe $m $p ;; esac; done < /etc/svinit/modules.load
 hostname -F /etc/hostname; ip link set lo up
 """
 SERVICE = """#!/bin/sh
@@ -73,11 +73,6 @@ def busybox_init_cpio() -> bytes:
         w.add_tree(t)
         w.close()
         return buf.getvalue()
-
-
-def tai_to_unix(label: str) -> float:
-    x = int(label.lstrip("@"), 16)
-    return (x >> 32) - (2**62 + 10) + (x & 0xFFFFFFFF) / 1e9
 
 
 def one_boot(vm: Path, initrd: Path, cmdline: str, poweroff: str) -> dict:
@@ -112,7 +107,7 @@ def one_boot(vm: Path, initrd: Path, cmdline: str, poweroff: str) -> dict:
         child.expect("END-OF-42")  # the shell computes the marker: the echoed command line does not match
         out = child.before
         stamps = re.findall(r"^(@[0-9a-f]{24}) ", out, re.M)
-        *firsts, now = [tai_to_unix(s) for s in stamps]
+        *firsts, now = [Tai64n.from_label(s).unix for s in stamps]
         uptime = float(re.search(r"^(\d+\.\d+) ", out, re.M).group(1))
         up_at = max(firsts) - (now - uptime)
         t0 = time.monotonic()
@@ -145,7 +140,7 @@ def main() -> int:
             "svinit": (vm / "initramfs.img", base, "poweroff"),
             "busybox init": (bb_initrd, base + " rdinit=/usr/lib/bb/init", "busybox poweroff"),
         }
-        results: dict = {"host": {"cpus": os.cpu_count(), "load": os.getloadavg(), "accel": "tcg"}}
+        results: dict = {"host": host_facts(accel="tcg")}
         for name, (initrd, cmdline, poweroff) in setups.items():
             print(f"[{name}] {args.rounds} boots ...", file=sys.stderr)
             runs = [one_boot(vm, initrd, cmdline, poweroff) for _ in range(args.rounds)]

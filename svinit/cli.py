@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import os
+import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -13,9 +15,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 from svinit import build
-from svinit.machine import MachineError
+from svinit.disks import verify_disk
+from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
+from svinit.errors import SvinitError
+from svinit.qemu.machine import QemuMachine
+from svinit.qemu.shutdown import HOWS
+from svinit.runs import check_container, check_vm
+from svinit.verdicts import DEFAULT_BOOT_TIMEOUT, DEFAULT_STOP_LIMIT, DEFAULT_VM_SHUTDOWN_LIMIT
 
-DEFAULT_IMAGE = "svinit:alpine"
+log = logging.getLogger("svinit")
+#: The commands whose exit code 1 means "not clean": for them, a check that could not run exits 2.
+CHECKS = ("check", "verify-disk")
 
 
 def cmd_build_init(args: argparse.Namespace) -> int:
@@ -32,14 +42,10 @@ def cmd_build_container(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """docker run --rm of the image, with the terminal passed through; exits with the container's code."""
-    import shutil
-
-    from svinit.container import docker_client, require_image
-
     require_image(docker_client(), args.image)
     docker = shutil.which("docker")
     if not docker:
-        raise MachineError("svinit run needs the docker command-line client: apt-get install docker.io")
+        raise SvinitError("svinit run needs the docker command-line client: apt-get install docker.io")
     argv = [docker, "run", "--rm", "--pull", "never"]
     if sys.stdin.isatty():
         argv += ["-i", "-t"]
@@ -55,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--name", args.name]
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     argv += [args.image, *cmd]
-    logging.getLogger(__name__).debug("exec %s", " ".join(argv))
+    log.debug("exec %s", " ".join(argv))
     sys.stdout.flush()
     sys.stderr.flush()
     # the docker client takes over this process: signals, the terminal and the exit code are its
@@ -64,8 +70,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _is_pipe_or_file(fd: int) -> bool:
-    import stat
-
     try:
         mode = os.fstat(fd).st_mode
     except OSError:
@@ -83,8 +87,6 @@ def _report(v, as_json: bool, saved: str, artifacts: Path) -> int:
 
 def cmd_check_container(args: argparse.Namespace) -> int:
     """Boots the image, waits for its services, docker stop, and the verdict; exit 0 only when clean."""
-    from svinit.checks import check_container
-
     artifacts = args.artifacts or Path("svinit-artifacts") / time.strftime("check-%Y%m%d-%H%M%S")
     v = check_container(
         args.image,
@@ -99,8 +101,6 @@ def cmd_check_container(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: build svinit's container image and VM, and show each booting and shutting down
     cleanly, judged by the same checks as `svinit check`. Exit 0 only when both are clean."""
-    from svinit.checks import check_container, check_vm
-
     step = "[1/4] building the init package and the svinit:alpine image"
     print(step, flush=True)
     build.build_container(tag=DEFAULT_IMAGE)
@@ -128,8 +128,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check_vm(args: argparse.Namespace) -> int:
     """Boots the VM, waits for its services, ends it, checks every disk; exit 0 only when clean."""
-    from svinit.checks import check_vm
-
     artifacts = args.artifacts or Path("svinit-artifacts") / time.strftime("check-vm-%Y%m%d-%H%M%S")
     v = check_vm(
         args.vm,
@@ -145,15 +143,13 @@ def cmd_check_vm(args: argparse.Namespace) -> int:
 
 def cmd_boot(args: argparse.Namespace) -> int:
     """An interactive serial console on the VM; Ctrl-] leaves (and powers the VM off)."""
-    from svinit.vm import QemuMachine, interactive
-
     out = args.vm or build.build_vm(build.vm_dir(args.layout), layout=args.layout)
     with tempfile.TemporaryDirectory(prefix="svinit-boot-") as tmp:
         root = Path(tmp) / "root.img" if (out / "root.img").exists() and not args.keep_root else None
         m = QemuMachine.from_build(out, disk_copy=root, disks=args.disk, harness=False)
         print(f"svinit: booting {out} ({m.choose_accel()}); Ctrl-] leaves and powers the VM off", flush=True)
         with m:
-            res = interactive(m, shutdown="acpi")
+            res = m.interactive(shutdown="acpi")
     if res is not None:
         print(f"svinit: QEMU ended: {res.reason or 'no SHUTDOWN event'}, {res.seconds:.1f} s")
     return 0
@@ -161,13 +157,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 def cmd_verify_disk(args: argparse.Namespace) -> int:
     """Exit 0 only when every image is a cleanly unmounted ext2/3/4 filesystem."""
-    from svinit.checks import verify_disk
-
-    try:
-        reports = [verify_disk(img) for img in args.images]
-    except FileNotFoundError as e:
-        print(f"svinit: {e}", file=sys.stderr)
-        return 2
+    reports = [verify_disk(img) for img in args.images]
     clean = all(r.ok for r in reports)
     if args.json:
         print(json.dumps({"clean": clean, "disks": [asdict(r) for r in reports]}, indent=2))
@@ -179,22 +169,56 @@ def cmd_verify_disk(args: argparse.Namespace) -> int:
 
 
 def cmd_build_vm(args: argparse.Namespace) -> int:
-    out = build.build_vm(args.out, layout=args.layout, kernel=args.kernel, force=args.force)
+    out = build.build_vm(
+        args.out, layout=args.layout, kernel=args.kernel, force=args.force, overlay=args.overlay
+    )
     for name in ("vmlinuz", "initramfs.img", "cmdline", "root.img"):
         if (out / name).exists():
             print(out / name)
     return 0
 
 
+def _option(p: argparse.ArgumentParser, name: str, **kw) -> None:
+    """Adds one of the options several subcommands share, defined here once."""
+    shared = {
+        "--image": dict(default=DEFAULT_IMAGE, help="a local image, never pulled (default %(default)s)"),
+        "--json": dict(action="store_true", help="print the result as JSON (for CI)"),
+        "--vm": dict(type=Path, metavar="DIR", help="a `svinit build vm` output directory"),
+        "--layout": dict(
+            choices=("initramfs", "disk"),
+            default="initramfs",
+            help="the reference VM when --vm is not given: initramfs (the root) or disk (root.img) "
+            "(default %(default)s)",
+        ),
+        "--force": dict(action="store_true", help="build even when the inputs did not change"),
+    }
+    spec = {**shared[name], **kw}
+    p.add_argument(name, **spec)
+
+
+def _seconds(p: argparse.ArgumentParser, name: str, default: float, what: str) -> None:
+    p.add_argument(name, type=float, default=default, metavar="S", help=f"{what} (default %(default)g s)")
+
+
+def _artifacts(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--artifacts", type=Path, metavar="DIR", help=f"where to save {what} when not clean")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="svinit", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress in detail")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="svinit's progress in detail; -vv adds its libraries' debug logs (docker, QMP)",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("build", help="build the init package or an image")
     bsub = b.add_subparsers(dest="what", required=True, metavar="WHAT")
     bi = bsub.add_parser("init", help="build the static programs (make -C init)")
-    bi.add_argument("--out", type=Path, help="build directory (default init/build)")
+    bi.add_argument("--out", type=Path, metavar="DIR", help="build directory (default init/build)")
     bi.set_defaults(func=cmd_build_init)
 
     bc = bsub.add_parser(
@@ -210,8 +234,35 @@ def parser() -> argparse.ArgumentParser:
         default="alpine:3.23",
         help="the local base image (default %(default)s, provisioned if missing)",
     )
-    bc.add_argument("--force", action="store_true", help="build even when the sources did not change")
+    _option(bc, "--force")
     bc.set_defaults(func=cmd_build_container)
+
+    bv = bsub.add_parser(
+        "vm",
+        help="build a VM: kernel, initramfs, kernel command line (and a root disk)",
+        description="Writes OUT/vmlinuz, OUT/initramfs.img, OUT/cmdline and, for the disk layout, "
+        "OUT/root.img. The kernel is Debian's (fetched once, cached) unless --kernel names one (which then "
+        "needs its drivers built in). The initramfs is written without root: static busybox, the init "
+        "package, the modules of images/initramfs/modules in their load order. Cached: skipped when its "
+        "inputs did not change.",
+    )
+    bv.add_argument("--out", type=Path, required=True, metavar="DIR", help="the output directory")
+    _option(
+        bv,
+        "--layout",
+        help="initramfs: the initramfs is the root (default); disk: root on an ext4 disk "
+        "made from the svinit:alpine image, which the initramfs checks, mounts and switch_roots to",
+    )
+    bv.add_argument("--kernel", type=Path, metavar="PATH", help="a kernel to use instead of Debian's")
+    bv.add_argument(
+        "--overlay",
+        type=Path,
+        metavar="DIR",
+        help="files added over the root: your services in service/, boot drop-ins in etc/svinit/boot.d/, "
+        "an etc/fstab (in the initramfs, or in root.img)",
+    )
+    _option(bv, "--force")
+    bv.set_defaults(func=cmd_build_vm)
 
     r = sub.add_parser(
         "run",
@@ -219,9 +270,10 @@ def parser() -> argparse.ArgumentParser:
         description="Runs a container of the image with its services; with CMD, runs CMD once they are up "
         "and exits with CMD's exit code (128+N when signal N killed it). The terminal is passed through "
         "(-it) when stdin is a terminal. Stop it with Ctrl-C (terminal) or docker stop.",
-        usage="%(prog)s [-h] [--image IMAGE] [-e VAR=VALUE] [-v HOST:PATH] [--read-only] [-- CMD...]",
+        usage="%(prog)s [-h] [--image IMAGE] [-e VAR=VALUE] [-v HOST:PATH] [--read-only] [--name NAME] "
+        "[-- CMD...]",
     )
-    r.add_argument("--image", default=DEFAULT_IMAGE, help="a local image (default %(default)s)")
+    _option(r, "--image")
     r.add_argument("-e", "--env", action="append", default=[], metavar="VAR=VALUE", help="as docker run -e")
     r.add_argument(
         "-v", "--volume", action="append", default=[], metavar="HOST:PATH", help="as docker run -v"
@@ -230,26 +282,6 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--name", help="the container's name")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run, after --")
     r.set_defaults(func=cmd_run)
-
-    bv = bsub.add_parser(
-        "vm",
-        help="build a VM: kernel, initramfs, kernel command line (and a root disk)",
-        description="Writes OUT/vmlinuz, OUT/initramfs.img, OUT/cmdline and, for the disk layout, "
-        "OUT/root.img. The kernel is Debian's (fetched once, cached) unless --kernel names one (which then "
-        "needs its drivers built in). The initramfs is written without root: static busybox, the init "
-        "package, the modules of images/initramfs/modules. Cached: skipped when its inputs did not change.",
-    )
-    bv.add_argument("--out", type=Path, required=True, metavar="DIR", help="the output directory")
-    bv.add_argument(
-        "--layout",
-        choices=("initramfs", "disk"),
-        default="initramfs",
-        help="initramfs: the initramfs is the root (default); disk: root on an ext4 disk made from "
-        "the svinit:alpine image, which the initramfs checks, mounts and switch_roots to",
-    )
-    bv.add_argument("--kernel", type=Path, metavar="PATH", help="a kernel to use instead of Debian's")
-    bv.add_argument("--force", action="store_true", help="build even when the inputs did not change")
-    bv.set_defaults(func=cmd_build_vm)
 
     vd = sub.add_parser(
         "verify-disk",
@@ -260,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
         "image is missing.",
     )
     vd.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="ext2/3/4 image files")
-    vd.add_argument("--json", action="store_true", help="print the result as JSON (for CI)")
+    _option(vd, "--json")
     vd.set_defaults(func=cmd_verify_disk)
 
     c = sub.add_parser("check", help="prove an image boots and stops cleanly")
@@ -273,29 +305,13 @@ def parser() -> argparse.ArgumentParser:
         "before its logger, every log complete to its last line. Exits 0 only when clean (1 when not, "
         "2 when the check could not run); saves artifacts when not clean.",
     )
-    cc.add_argument("--image", default=DEFAULT_IMAGE, help="a local image (default %(default)s)")
-    cc.add_argument("--json", action="store_true", help="print the verdict as JSON (for CI)")
-    cc.add_argument(
-        "--artifacts",
-        type=Path,
-        metavar="DIR",
-        help="where to save docker.log, the /service tree and verdict.json when not clean "
-        "(default svinit-artifacts/check-DATE-TIME)",
+    _option(cc, "--image")
+    _option(cc, "--json")
+    _artifacts(
+        cc, "docker.log, the /service tree and verdict.json (default svinit-artifacts/check-DATE-TIME)"
     )
-    cc.add_argument(
-        "--stop-limit",
-        type=float,
-        default=5.0,
-        metavar="S",
-        help="the stop must take less (default %(default)g s)",
-    )
-    cc.add_argument(
-        "--boot-timeout",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="time for every service and logger to be up (default %(default)g s)",
-    )
+    _seconds(cc, "--stop-limit", DEFAULT_STOP_LIMIT, "the stop must take less")
+    _seconds(cc, "--boot-timeout", DEFAULT_BOOT_TIMEOUT, "time for every service and logger to be up")
     cc.add_argument(
         "--stop-timeout",
         type=int,
@@ -311,45 +327,24 @@ def parser() -> argparse.ArgumentParser:
         description="Boots the VM (a build_vm output, or the reference VM of --layout, built if needed) "
         "with a fresh ext4 data disk (label svdata, mounted at /data) attached, waits until every service "
         "is up, writes to /data, ends it (--how) and checks: QEMU ended by the guest (QMP SHUTDOWN "
-        "guest=true, reason guest-shutdown, or guest-reset for a reboot), in time, every ext4 disk "
-        "cleanly unmounted (no needs_recovery, e2fsck -fn clean), every service stopped before its "
-        "logger. Exits 0 only when clean (1 when not); saves console.log and events.json when not.",
+        "guest=true, reason guest-shutdown, or guest-reset for a reboot) through svinit's shutdown, in "
+        "time, every ext4 disk cleanly unmounted (no needs_recovery, e2fsck -fn clean), every service "
+        "stopped before its logger. Exits 0 only when clean (1 when not, 2 when the check could not run); "
+        "saves console.log and events.json when not.",
     )
-    cv.add_argument("--vm", type=Path, metavar="DIR", help="a build_vm output directory")
-    cv.add_argument(
-        "--layout",
-        choices=("initramfs", "disk"),
-        default="initramfs",
-        help="the reference VM to build and check when --vm is not given (default %(default)s)",
-    )
+    _option(cv, "--vm")
+    _option(cv, "--layout")
     cv.add_argument(
         "--how",
         default="poweroff",
-        choices=("poweroff", "acpi", "ctrl-alt-del", "reboot", "halt", "crash"),
+        choices=HOWS,
         help="how the VM is ended; crash is QMP quit, a power cut: never clean (default %(default)s)",
     )
     cv.add_argument("--no-data-disk", action="store_true", help="attach no data disk")
-    cv.add_argument("--json", action="store_true", help="print the verdict as JSON (for CI)")
-    cv.add_argument(
-        "--artifacts",
-        type=Path,
-        metavar="DIR",
-        help="where to save the console, QMP events and the verdict when not clean",
-    )
-    cv.add_argument(
-        "--shutdown-limit",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="seconds the end may take, before the TCG factor (default %(default)g)",
-    )
-    cv.add_argument(
-        "--boot-timeout",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="seconds for every service to be up, before the TCG factor (default %(default)g)",
-    )
+    _option(cv, "--json")
+    _artifacts(cv, "the console, QMP events and the verdict (default svinit-artifacts/check-vm-DATE-TIME)")
+    _seconds(cv, "--shutdown-limit", DEFAULT_VM_SHUTDOWN_LIMIT, "the end may take, before the TCG factor")
+    _seconds(cv, "--boot-timeout", 60.0, "time for every service to be up, before the TCG factor")
     cv.set_defaults(func=cmd_check_vm)
 
     bt = sub.add_parser(
@@ -360,13 +355,8 @@ def parser() -> argparse.ArgumentParser:
         "powered off with the ACPI power button. The disk layout's root.img is copied first unless "
         "--keep-root.",
     )
-    bt.add_argument("--vm", type=Path, metavar="DIR", help="a build_vm output directory")
-    bt.add_argument(
-        "--layout",
-        choices=("initramfs", "disk"),
-        default="initramfs",
-        help="the reference VM when --vm is not given (default %(default)s)",
-    )
+    _option(bt, "--vm")
+    _option(bt, "--layout")
     bt.add_argument(
         "--disk",
         type=Path,
@@ -389,16 +379,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def setup_logging(verbose: int) -> None:
+    """svinit's own progress at INFO (DEBUG with -v); its libraries' (docker, urllib3, qemu.qmp) only
+    warnings, and everything with -vv."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 2 else logging.WARNING, format="svinit: %(message)s", force=True
+    )
+    log.setLevel(logging.DEBUG if verbose >= 1 else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="svinit: %(message)s")
-    # qemu.qmp reports its connection's end at INFO: that is no news to a user
-    logging.getLogger("qemu.qmp").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    setup_logging(args.verbose)
     try:
         return args.func(args)
-    except (build.BuildError, MachineError) as e:
+    except SvinitError as e:
         print(f"svinit: {e}", file=sys.stderr)
-        return 2 if args.command == "check" else 1
+        return 2 if args.command in CHECKS else 1
+    except KeyboardInterrupt:
+        print("svinit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,52 +16,17 @@ from typing import Any
 
 import docker
 import docker.errors
+import testinfra
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ReadTimeout
 
-from svinit.machine import GUEST_WATCHDOG, CommandResult, Machine, MachineError, ShutdownResult
+from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
+from svinit.machine import GUEST_WATCHDOG, CommandResult, Machine, MachineError, ShutdownResult, Timeout
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMAGE = "svinit:alpine"
 #: Label on every container the harness starts, to find leftovers (docker ps -af label=org.svinit.harness).
 LABEL = "org.svinit.harness"
-
-
-class ImageMissing(MachineError):
-    """The image is not present locally; svinit never pulls. The message says how to make it."""
-
-    def __init__(self, image: str):
-        self.image = image
-        if image == DEFAULT_IMAGE:
-            how = "run `svinit build container`"
-        else:
-            how = f"build or load it (docker build -t {image} ..., docker load)"
-        super().__init__(f"image {image} is not present locally, and svinit never pulls: {how}")
-
-
-def docker_client() -> docker.DockerClient:
-    """A docker client from the environment, checked with a ping.
-
-    Raises:
-        MachineError: no daemon answers; the message names the fix.
-    """
-    try:
-        client = docker.from_env()
-        client.ping()
-        return client
-    except docker.errors.DockerException as e:
-        raise MachineError(f"no Docker daemon answers ({e}): start dockerd (.ci/setup does)") from e
-
-
-def require_image(client: docker.DockerClient, image: str) -> docker.models.images.Image:
-    """Returns the local image *image*; never pulls.
-
-    Raises:
-        ImageMissing: it is not present.
-    """
-    try:
-        return client.images.get(image)
-    except docker.errors.ImageNotFound:
-        raise ImageMissing(image) from None
 
 
 class ContainerMachine(Machine):
@@ -219,22 +184,11 @@ class ContainerMachine(Machine):
         Raises:
             Timeout: it still runs after *timeout* (scaled) seconds.
         """
-        from requests.exceptions import ConnectionError as RequestsConnectionError
-        from requests.exceptions import ReadTimeout
-
-        from svinit.machine import Timeout
-
         c = self._running_or_stopped()
         try:
             return c.wait(timeout=None if timeout is None else self.timeout(timeout))["StatusCode"]
         except (ReadTimeout, RequestsConnectionError):
             raise Timeout(f"{self.name} still runs after {self.timeout(timeout or 0):.3g} s") from None
-
-    def exit_code(self) -> int | None:
-        """The exit code once the container has exited, else None."""
-        c = self._running_or_stopped()
-        c.reload()
-        return None if c.status in ("running", "restarting", "created") else c.attrs["State"]["ExitCode"]
 
     def logs(self) -> str:
         """The container's stdout and stderr so far (``docker logs``)."""
@@ -283,8 +237,6 @@ class ContainerMachine(Machine):
     @property
     def host(self):
         """A testinfra host on this container (backend docker: ``docker exec ... /bin/sh -c``)."""
-        import testinfra
-
         return testinfra.get_host(f"docker://{self.id}")
 
     def close(self) -> None:

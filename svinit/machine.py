@@ -6,21 +6,22 @@ logs what it saw. Timeouts are multiplied by the machine's ``timeout_multiplier`
 
 An implementation says how a command runs (:meth:`Machine.execute`), how the machine stops
 (:meth:`Machine.shutdown`) and where its console output is (:meth:`Machine.logs`): a container
-(svinit.container) now, a QEMU machine later. Everything else here runs through ``execute`` with a POSIX
-sh and svinit's tools in the guest, so it works the same on both.
+(svinit.container) or a QEMU machine (svinit.qemu.machine). Everything else here runs through
+``execute`` with a POSIX sh and svinit's tools in the guest, so it works the same on both.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shlex
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from svinit.errors import SvinitError
+from svinit.guest import DEFAULT_SCANDIR, SCANDIR_SH, SVSTAT_ALL, scandir_path
 from svinit.svstat import NotSupervised, Status, StatusFormatError, parse_svstat_line
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class ShutdownResult:
     seconds: float
 
 
-class MachineError(RuntimeError):
+class MachineError(SvinitError):
     """Something a machine could not do; the message names the machine and what to check."""
 
 
@@ -256,10 +257,7 @@ class Machine(ABC):
 
     def scandir(self) -> str:
         """The directory svscan runs in: /service, or its mirror /run/svinit/service on a read-only root."""
-        return self.succeed("cat /run/svinit/scandir 2>/dev/null || echo /service").strip() or "/service"
-
-    def service_path(self, name: str) -> str:
-        return name if name.startswith("/") else f"{self.scandir()}/{name}"
+        return self.succeed(f"echo {SCANDIR_SH}").strip() or DEFAULT_SCANDIR
 
     def service_status(self, name: str) -> Status:
         """svstat's view of one service (``NAME``, ``NAME/log`` or an absolute directory).
@@ -269,30 +267,10 @@ class Machine(ABC):
             StatusFormatError: svstat's output is not the daemontools format.
             CommandFailed: svstat could not run.
         """
-        if name.startswith("/"):
-            path = shlex.quote(name)
-        else:
-            path = f'"$(cat /run/svinit/scandir 2>/dev/null || echo /service)"/{shlex.quote(name)}'
-        out = self.succeed(f"svstat {path}").splitlines()
+        out = self.succeed(f"svstat {scandir_path(name)}").splitlines()
         if len(out) != 1:
             raise StatusFormatError(f"{self.name}: svstat {name} printed {len(out)} lines: {out!r}")
         return parse_svstat_line(out[0])
-
-    #: One round trip: the scan directory, then svstat of every service that should run and its logger.
-    _SVSTAT_ALL = (
-        "sd=$(cat /run/svinit/scandir 2>/dev/null || echo /service)\n"
-        'cd "$sd" 2>/dev/null || { echo "no scan directory $sd" >&2; exit 3; }\n'
-        'command -v svstat >/dev/null || { echo "no svstat in PATH" >&2; exit 4; }\n'
-        'echo "$sd"\n'
-        "set --\n"
-        "for d in *; do\n"
-        '  [ -d "$d" ] && [ -f "$d/run" ] || continue\n'
-        '  [ "$d" = svinit-shutdown ] && continue\n'
-        '  [ -e "$d/down" ] || set -- "$@" "$sd/$d"\n'
-        '  [ -d "$d/log" ] && [ ! -e "$d/log/down" ] && set -- "$@" "$sd/$d/log"\n'
-        "done\n"
-        '[ $# -eq 0 ] || svstat "$@"'
-    )
 
     def services(self, loggers: bool = True) -> list[str]:
         """The services that should run: the scan directory's (not starting with '.', without a ``down``
@@ -309,7 +287,7 @@ class Machine(ABC):
             MachineError: the guest has no scan directory or no svstat (not an svinit system?).
             StatusFormatError: svstat's output is not in the daemontools format.
         """
-        r = self.execute(self._SVSTAT_ALL)
+        r = self.execute(SVSTAT_ALL)
         if r.rc in (3, 4):
             raise MachineError(f"{self.name}: {r.stderr.strip()}: is it an svinit system?")
         if r.rc != 0:

@@ -1,14 +1,36 @@
 """Run a program as process 1 of a new PID namespace: the cheapest real PID 1 (`unshare --pid --fork`).
 
-Used by the tests and the benchmarks (svscan and the init package as process 1 on the host). Needs root.
+Used by the tests and the benchmarks (svscan and the init package as process 1 on the host): the /proc
+walk, :class:`PidNamespace`, and :class:`Scanner` (an svscan in one). Needs root.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(fn: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+    """Calls *fn* until it returns something truthy; raises AssertionError naming *what* on timeout."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        try:
+            last = fn()
+        except (OSError, ValueError):
+            last = None
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or fn!r} (last: {last!r})")
+        time.sleep(interval)
 
 
 def processes() -> list[tuple[int, str, int]]:
@@ -42,6 +64,13 @@ def comm(pid: int) -> str:
         return f.read().strip()
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of *pid* in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _first_child(pid: int, timeout: float = 5.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,8 +96,6 @@ class PidNamespace:
         cwd: Path | None = None,
         stdin=None,
     ):
-        import subprocess
-
         self.log = log
         self._out = open(log, "ab")
         self.unshare = subprocess.Popen(
@@ -110,9 +137,6 @@ class PidNamespace:
         return self.unshare.wait(timeout)
 
     def close(self) -> None:
-        import signal
-        import subprocess
-
         if self.unshare.poll() is None:
             try:
                 os.kill(self.pid, signal.SIGKILL)
@@ -130,3 +154,74 @@ class PidNamespace:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Scanner:
+    """An svscan on *scandir* inside a new PID namespace.
+
+    *svscan* is the svscan binary; *path* the directories put first in PATH (where `supervise` is found).
+    With pid1=True svscan is process 1; otherwise it runs under `sh`, which prints "svscan exited N".
+    """
+
+    def __init__(
+        self,
+        svscan: Path,
+        scandir: Path,
+        path: list[Path],
+        log: Path,
+        pid1: bool = False,
+        env: dict[str, str] | None = None,
+    ):
+        e = {"PATH": os.pathsep.join([str(p) for p in path] + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"])}
+        e.update(env or {})
+        if pid1:
+            argv = [str(svscan), str(scandir)]
+        else:
+            argv = [
+                "sh",
+                "-c",
+                '"$1" "$2"; echo "svscan exited $?"; exec sleep 100000',
+                "sh",
+                str(svscan),
+                str(scandir),
+            ]
+        self.scandir = scandir
+        self.ns = PidNamespace(argv, log, env=e)
+        if pid1:
+            self.pid = self.ns.pid
+        else:
+            self.pid = wait_for(
+                lambda: [p for p in children_of(self.ns.pid) if comm(p) == "svscan"], 5, what="svscan"
+            )[0]
+
+    def output(self) -> str:
+        return self.ns.output()
+
+    def supervisors(self) -> dict[str, int]:
+        """{service: host pid} of the supervise processes svscan runs (a log's key is "NAME/log")."""
+        out = {}
+        for p in children_of(self.pid):
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+                cwd = os.readlink(f"/proc/{p}/cwd")
+            except OSError:
+                continue
+            if len(args) < 2 or not args[0].endswith(b"supervise"):
+                continue
+            # supervise has entered its directory (or is about to: then cwd is the scan directory)
+            name = os.path.relpath(cwd, self.scandir) if cwd != str(self.scandir) else args[1].decode()
+            out[name] = p
+        return out
+
+    def control(self, data: bytes) -> None:
+        fifo = self.scandir / ".svscan" / "control"
+        wait_for(lambda: fifo.is_fifo(), 5, what=f"{fifo} to be created")
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self.ns.close()

@@ -39,8 +39,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from svinit.container import DEFAULT_IMAGE, ContainerMachine, docker_client, require_image
+from svinit.build import build_vm, vm_dir
+from svinit.container import ContainerMachine
+from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
+from svinit.errors import SvinitError
 from svinit.machine import Machine, MachineError
+from svinit.qemu.machine import QemuMachine
 
 log = logging.getLogger(__name__)
 _MACHINES = pytest.StashKey[list]()
@@ -82,7 +86,7 @@ def svinit_docker():
     """A docker client (from the environment); the test fails when no daemon answers."""
     try:
         return docker_client()
-    except MachineError as e:
+    except SvinitError as e:
         pytest.fail(str(e), pytrace=False)
 
 
@@ -92,7 +96,7 @@ def svinit_image(request: pytest.FixtureRequest, svinit_docker) -> str:
     image = request.config.getoption("--svinit-image")
     try:
         require_image(svinit_docker, image)
-    except MachineError as e:
+    except SvinitError as e:
         pytest.fail(str(e), pytrace=False)
     return image
 
@@ -134,7 +138,7 @@ def svinit_container_factory(
         if image is not None and image != svinit_image:
             try:
                 require_image(svinit_docker, image)
-            except MachineError as e:
+            except SvinitError as e:
                 pytest.fail(str(e), pytrace=False)
         options.setdefault("timeout_multiplier", multiplier)
         m = ContainerMachine(image or svinit_image, command, client=svinit_docker, **options)
@@ -212,11 +216,9 @@ def svinit_vm_files(request: pytest.FixtureRequest) -> VmFiles:
         return VmFiles(Path(kernel), Path(initrd) if initrd else None, cmdline or "console=ttyS0")
     if initrd:
         pytest.fail("--svinit-initrd needs --svinit-kernel", pytrace=False)
-    from svinit.build import BuildError, build_vm, vm_dir
-
     try:
         out = build_vm(vm_dir("initramfs"))
-    except BuildError as e:
+    except SvinitError as e:
         pytest.fail(f"cannot build the reference VM: {e}", pytrace=False)
     return VmFiles(out / "vmlinuz", out / "initramfs.img", cmdline or (out / "cmdline").read_text().strip())
 
@@ -225,8 +227,6 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
     """(start, stop_all) for a VM fixture of any scope: start(**options) boots a machine as
     svinit_vm_factory does and registers it for the reports of the tests under request.node; stop_all()
     stops and cleans every machine it started."""
-    from svinit.vm import QemuMachine
-
     multiplier = request.config.getoption("--svinit-timeout-multiplier")
     machines: list[QemuMachine] = []
 

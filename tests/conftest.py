@@ -86,7 +86,7 @@ def svinit_image(request, svinit_docker) -> str:
     """Overrides the plugin's: svinit:alpine is built first (once a session; cached by its sources' hash).
     Another --svinit-image must be present already."""
     from svinit.build import build_container
-    from svinit.container import require_image
+    from svinit.dockerd import require_image
 
     image = request.config.getoption("--svinit-image")
     if image == "svinit:alpine":

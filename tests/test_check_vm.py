@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from svinit.build import build_vm
-from svinit.checks import make_data_disk
-from svinit.vm import QemuMachine
+from svinit.disks import make_data_disk
+from svinit.qemu.machine import QemuMachine
 
 pytestmark = [
     pytest.mark.slow,

@@ -1,5 +1,6 @@
-"""svinit.checks: the verdict fed clean and unclean evidence (pure), and `svinit check container` against
-the real dockerd: clean on svinit:alpine, not clean on an image whose process 1 ignores SIGTERM."""
+"""svinit.verdicts: the container verdict fed clean and unclean evidence (pure), and `svinit check
+container` against the real dockerd: clean on svinit:alpine, not clean on an image whose process 1
+ignores SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from svinit import cli
-from svinit.checks import Evidence, LogState, verdict
+from svinit.evidence import Evidence, LogState
 from svinit.svstat import Status, Tai64n
+from svinit.verdicts import verdict
 
 T0 = time.time()
 
@@ -185,7 +187,7 @@ def test_check_container_on_a_missing_image_names_the_fix(capsys):
 def test_check_artifacts_of_an_unclean_svinit_run(svinit_image, tmp_path):
     """A logger that is not multilog (cat) dies of TERM and never marks its log complete: the check says
     so and keeps the logs tree."""
-    from svinit.checks import check_container
+    from svinit.runs import check_container
 
     svc = tmp_path / "svc"
     (svc / "log").mkdir(parents=True)

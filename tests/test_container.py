@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from svinit.checks import collect, verdict
+from svinit.evidence import collect
 from svinit.machine import CommandFailed, Timeout
 from svinit.svstat import SvService, parse_status
+from svinit.verdicts import verdict
 from tests.util import make_service
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,7 @@ from svinit.svstat import (
     parse_svstat,
     parse_svstat_line,
 )
+from svinit.tai64n import TimestampError
 
 
 def record(
@@ -124,7 +125,7 @@ def test_tai64n_labels_order_and_unix_time():
     b = Tai64n.from_label("@4000000065a1b2c31dcd6500")
     assert a < b and abs((b - a) - 0.5) < 1e-9
     assert Tai64n.from_unix(a.unix) == a and a.label == "@4000000065a1b2c300000000"
-    with pytest.raises(StatusFormatError, match="multilog with the 't' action"):
+    with pytest.raises(TimestampError, match="multilog with the 't' action"):
         Tai64n.from_label("2024-01-01 12:00:00")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from svinit.checks import verify_disk
+from svinit.disks import verify_disk
 
 pytestmark = pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="needs e2fsprogs")
 

@@ -15,10 +15,13 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from svinit.console import clean
 from svinit.machine import CommandFailed, Timeout
 from svinit.plugin import make_vm_factory
-from svinit.vm import DefinitionError, MachineDefinition, QemuMachine, _assign, probe_kvm
+from svinit.qemu.accel import probe_kvm
+from svinit.qemu.channel import _assign
+from svinit.qemu.console import clean
+from svinit.qemu.definition import DefinitionError, MachineDefinition
+from svinit.qemu.machine import QemuMachine
 
 SERVICES = [
     "acpid",
@@ -66,7 +69,7 @@ def assert_clean(r, how: str, reason: str, kernel_line: str, action: str) -> Non
     assert r.exit_code == 0, r
     assert r.reason == reason, r
     assert r.kernel_line == kernel_line, r
-    assert r.svinit_done is not None and r.svinit_done[0] == action and r.svinit_done[2] == 0, r
+    assert r.svinit_done is not None and r.svinit_done.action == action and r.svinit_done.code == 0, r
     assert not r.panicked
     assert r.clean, r
     # with svinit.harness, the shutdown reports when each demo service and its logger went down:
@@ -331,14 +334,11 @@ def test_interactive_console_leaves_on_ctrl_bracket(svinit_vm_files, tmp_path):
     script = tmp_path / "boot.py"
     script.write_text(
         "import sys\n"
-        "from svinit.vm import QemuMachine\n"
+        "from svinit.qemu.machine import QemuMachine\n"
         f"m = QemuMachine({str(svinit_vm_files.kernel)!r}, {str(svinit_vm_files.initrd)!r}, "
         f"{svinit_vm_files.cmdline!r})\n"
         "try:\n"
-        "    m.start()\n"
-        "    m.interact()\n"
-        "    print('LEFT running=%s' % m.is_running(), flush=True)\n"
-        "    print('END', m.shutdown('poweroff').reason, flush=True)\n"
+        "    print('END', m.interactive('poweroff').reason, flush=True)\n"
         "finally:\n"
         "    m.close()\n"
     )
@@ -350,7 +350,7 @@ def test_interactive_console_leaves_on_ctrl_bracket(svinit_vm_files, tmp_path):
         child.send("echo typed-$((6 * 7))\r")
         child.expect("typed-42")
         child.send("\x1d")
-        child.expect("LEFT running=True")
+        child.expect(r"left the console: stopping vm \(poweroff\)")
         child.expect(r"END guest-shutdown")
         child.expect(pexpect.EOF)
     finally:

@@ -1,28 +1,35 @@
-"""The VM verdict is pure: fed unclean evidence, each check must fail, and clean evidence passes."""
+"""The VM verdict is pure: fed unclean evidence, each check must fail, and clean evidence passes. The
+evidence holds the machine's QemuShutdown as it is, read from a console transcript by the same code a
+real run uses (QemuShutdown.read); its ended() is the one definition of a clean end."""
 
 from __future__ import annotations
 
-from svinit.checks import DiskReport, VmEvidence, parse_stop_report, vm_verdict
+from dataclasses import replace
+
+from svinit.disks import DiskReport
+from svinit.evidence import VmEvidence
+from svinit.guest import parse_stop_report
+from svinit.qemu.shutdown import QemuShutdown
+from svinit.verdicts import vm_verdict
 
 REPORT = (
     "svinit: poweroff: stopping\n"
     "svinit: stopped: heartbeat @400000006b050c6d03e9ec41 log @400000006b050c6d0b6f22d7\n"
     "svinit: stopped: crond @400000006b050c6d02f8f467 log @400000006b050c6d0b379495\n"
 )
+CONSOLE = (
+    REPORT + "svinit: poweroff: done in 1234 ms (exit code 0)\nsvinit: poweroff\n[ 9.1] reboot: Power down\n"
+)
+SHUTDOWN = {"guest": True, "reason": "guest-shutdown"}
 CLEAN_DISK = DiskReport("data.img", True, "cleanly unmounted", False, "clean", 0)
 
 
+def shutdown(how="poweroff", console=CONSOLE, event=SHUTDOWN, seconds=2.5) -> QemuShutdown:
+    return QemuShutdown.read(how, 0, seconds, console, event)
+
+
 def evidence(**kw) -> VmEvidence:
-    base = dict(
-        subject="vm",
-        how="poweroff",
-        boot_seconds=9.0,
-        shutdown_event={"guest": True, "reason": "guest-shutdown"},
-        shutdown_seconds=2.5,
-        disks=[CLEAN_DISK],
-        stop_report=parse_stop_report(REPORT),
-        kernel_final="reboot: Power down",
-    )
+    base = dict(subject="vm", how="poweroff", boot_seconds=9.0, shutdown=shutdown(), disks=[CLEAN_DISK])
     base.update(kw)
     return VmEvidence(**base)
 
@@ -31,6 +38,8 @@ def test_clean_evidence_is_clean():
     v = vm_verdict(evidence())
     assert v.clean, v.table()
     assert "2 services stopped before their loggers" in v["order"].detail
+    assert "svinit's poweroff done in 1234 ms" in v["ended"].detail
+    assert shutdown().clean
 
 
 def test_the_report_is_parsed_into_ordered_stamps():
@@ -40,23 +49,36 @@ def test_the_report_is_parsed_into_ordered_stamps():
 
 
 def test_a_crash_is_not_clean():
-    v = vm_verdict(evidence(shutdown_event={"guest": False, "reason": "host-qmp-quit"}))
+    res = shutdown(how="crash", event={"guest": False, "reason": "host-qmp-quit"})
+    v = vm_verdict(evidence(how="crash", shutdown=res))
+    assert not v["ended"].ok and "host-qmp-quit" in v["ended"].detail and not res.clean
+    v = vm_verdict(evidence(shutdown=shutdown(event={"guest": False, "reason": "host-qmp-quit"})))
     assert not v["ended"].ok and "host-qmp-quit" in v["ended"].detail
 
 
 def test_no_event_is_not_clean():
-    assert not vm_verdict(evidence(shutdown_event=None))["ended"].ok
+    assert not vm_verdict(evidence(shutdown=shutdown(event=None)))["ended"].ok
+
+
+def test_no_shutdown_record_is_not_clean():
+    v = vm_verdict(evidence(shutdown=None))
+    assert [c.name for c in v.failed] == ["ended", "time", "order"]
+
+
+def test_without_svinits_last_words_it_is_not_clean():
+    """The kernel powered off, but svinit's shutdown never said it was done (no final stage)."""
+    res = shutdown(console=CONSOLE.replace("svinit: poweroff: done in 1234 ms (exit code 0)\n", ""))
+    assert not res.clean and not vm_verdict(evidence(shutdown=res))["ended"].ok
+    failed = shutdown(console=CONSOLE.replace("(exit code 0)", "(exit code 3)"))
+    assert not failed.clean and "exit code 3" in vm_verdict(evidence(shutdown=failed))["ended"].detail
 
 
 def test_a_reboot_when_a_poweroff_was_asked_is_not_clean():
-    v = vm_verdict(evidence(shutdown_event={"guest": True, "reason": "guest-reset"}))
+    v = vm_verdict(evidence(shutdown=shutdown(event={"guest": True, "reason": "guest-reset"})))
     assert not v["ended"].ok
-    rebooted = evidence(
-        how="ctrl-alt-del",
-        shutdown_event={"guest": True, "reason": "guest-reset"},
-        kernel_final="reboot: Restarting system",
-    )
-    assert vm_verdict(rebooted).clean
+    console = CONSOLE.replace("poweroff", "reboot").replace("Power down", "Restarting system")
+    rebooted = shutdown("ctrl-alt-del", console, {"guest": True, "reason": "guest-reset"})
+    assert vm_verdict(evidence(how="ctrl-alt-del", shutdown=rebooted)).clean
 
 
 def test_a_disk_left_unclean_fails():
@@ -66,27 +88,31 @@ def test_a_disk_left_unclean_fails():
 
 
 def test_a_logger_down_before_its_service_fails():
-    swapped = REPORT.replace(
+    swapped = CONSOLE.replace(
         "@400000006b050c6d03e9ec41 log @400000006b050c6d0b6f22d7",
         "@400000006b050c6d0b6f22d7 log @400000006b050c6d03e9ec41",
     )
-    v = vm_verdict(evidence(stop_report=parse_stop_report(swapped)))
+    v = vm_verdict(evidence(shutdown=shutdown(console=swapped)))
     assert not v["order"].ok and "heartbeat" in v["order"].detail
 
 
 def test_no_report_and_slow_and_no_boot_fail():
-    v = vm_verdict(
-        evidence(stop_report={}, shutdown_seconds=99.0, boot_seconds=None, boot_problem="getty never came up")
-    )
+    quiet = shutdown(console=CONSOLE.replace(REPORT, ""), seconds=99.0)
+    v = vm_verdict(evidence(shutdown=quiet, boot_seconds=None, boot_problem="getty never came up"))
     assert [c.name for c in v.failed] == ["boot", "time", "order"]
 
 
 def test_halt_is_judged_by_the_kernels_last_words():
     quit_ = {"guest": False, "reason": "host-qmp-quit"}
-    assert vm_verdict(evidence(how="halt", shutdown_event=quit_, kernel_final="reboot: System halted")).clean
-    assert not vm_verdict(evidence(how="halt", shutdown_event=quit_, kernel_final=""))["ended"].ok
+    halted = CONSOLE.replace("poweroff", "halt").replace("reboot: Power down", "reboot: System halted")
+    assert vm_verdict(evidence(how="halt", shutdown=shutdown("halt", halted, quit_))).clean
+    silent = shutdown("halt", halted.replace("reboot: System halted", ""), quit_)
+    assert not vm_verdict(evidence(how="halt", shutdown=silent))["ended"].ok
 
 
 def test_a_panic_or_silence_is_not_clean():
-    v = vm_verdict(evidence(kernel_final="Kernel panic - not syncing: Attempted to kill init!"))
+    panic = CONSOLE + "Kernel panic - not syncing: Attempted to kill init!\n"
+    v = vm_verdict(evidence(shutdown=shutdown(console=panic)))
     assert not v["ended"].ok and "Kernel panic" in v["ended"].detail
+    silent = replace(shutdown(), kernel_line=None)
+    assert not vm_verdict(evidence(shutdown=silent))["ended"].ok

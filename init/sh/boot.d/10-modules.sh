@@ -1,53 +1,17 @@
 # provides: modules
-# Loads the kernel modules listed in /etc/modules (a name and its parameters per line), each after the
-# modules of its softdep "pre:" and before those of its "post:" (busybox modprobe ignores softdeps; ext4
-# needs crc32c so).
+# Loads the kernel modules of $SVINIT_ETC/modules.load, in its order. svinit's build wrote it (the one
+# resolver: svinit/build/modules.py): each module after its dependencies and softdeps (ext4 needs
+# crc32c), so nothing is resolved here. "load NAME [PARAMS]" must load; "try NAME" may not on this CPU
+# (an alias's provider: crc32c_intel needs SSE4.2, crc32c_generic loads anywhere).
 [ "$virt" = vm ] || { sv_skip "a container uses its host's kernel modules"; return 0; }
-[ -r /etc/modules ] || return 0
-moddir=/lib/modules/$(uname -r)
-
-# Loads NAME, or else the first module modules.alias gives for it that loads (crypto-crc32c: the
-# CPU's crc32c_intel may not load, crc32c_generic then does).
-sv_modprobe_any() {
-  modprobe -q "$1" 2>/dev/null && return 0
-  [ -r "$moddir/modules.alias" ] || return 1
-  while read -r word alias provider; do
-    [ "$word" = alias ] && [ "$alias" = "$1" ] && modprobe -q "$provider" 2>/dev/null && return 0
-  done < "$moddir/modules.alias"
-  return 1
-}
-
-# The softdep words of module $1 ("pre: A B post: C"): from depmod's modules.softdep, read without a
-# process; else from the module itself (modinfo), when depmod wrote no such file.
-sv_softdeps() {
-  if [ -r "$moddir/modules.softdep" ]; then
-    while read -r word name rest; do
-      [ "$word" = softdep ] && [ "$name" = "$1" ] && printf '%s ' "$rest"
-    done < "$moddir/modules.softdep"
-  else
-    modinfo -F softdep "$1" 2>/dev/null
-  fi
-}
-
+[ -r "$SVINIT_ETC/modules.load" ] || { sv_skip "no $SVINIT_ETC/modules.load: the kernel has its drivers built in"; return 0; }
 rc=0
-while read -r mod params; do
-  case $mod in '' | '#'*) continue ;; esac
-  pre=
-  post=
-  list=
-  for word in $(sv_softdeps "$mod"); do
-    case $word in
-      pre:) list=pre ;;
-      post:) list=post ;;
-      *) if [ "$list" = pre ]; then pre="$pre $word"; elif [ "$list" = post ]; then post="$post $word"; fi ;;
-    esac
-  done
-  for dep in $pre; do sv_modprobe_any "$dep" || sv_warn "module $mod: its softdep $dep did not load"; done
-  # shellcheck disable=SC2086 # the parameters are words
-  if ! modprobe "$mod" $params; then
-    sv_error "unable to load module $mod (listed in /etc/modules)"
-    rc=1
-  fi
-  for dep in $post; do sv_modprobe_any "$dep" || sv_warn "module $mod: its softdep $dep did not load"; done
-done < /etc/modules
+while read -r how mod params; do
+  case $how in
+    load)
+      # shellcheck disable=SC2086 # the parameters are words
+      modprobe "$mod" $params || { sv_error "unable to load module $mod ($SVINIT_ETC/modules.load)"; rc=1; } ;;
+    try) modprobe -q "$mod" 2>/dev/null || sv_skip "module $mod did not load (optional)" ;;
+  esac
+done < "$SVINIT_ETC/modules.load"
 return $rc

@@ -19,7 +19,7 @@ sv_shadow() {  # SRC DST
   done
 }
 
-rm -f /service/svinit-shutdown 2>/dev/null
+rm -f "/service/$SVINIT_SHUTDOWN_SERVICE" 2>/dev/null
 scandir=/service
 if ! { true > /service/.svinit-writable; } 2>/dev/null; then
   scandir=$SVINIT_RUN/service
@@ -28,7 +28,7 @@ if ! { true > /service/.svinit-writable; } 2>/dev/null; then
     sv_error "/service is read-only and cannot be mirrored in $scandir: services cannot run"
     return 1
   fi
-  rm -f "$scandir/svinit-shutdown"
+  rm -f "$scandir/$SVINIT_SHUTDOWN_SERVICE"
   sv_say "/service is read-only: svscan runs in $scandir, which mirrors it"
 fi
 rm -f /service/.svinit-writable 2>/dev/null

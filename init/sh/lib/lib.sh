@@ -11,6 +11,8 @@ if [ -z "${SVINIT_RUN:-}" ]; then
   [ -d "$SVINIT_RUN" ] || [ ! -d "/tmp/svinit-$(id -u)" ] || SVINIT_RUN=/tmp/svinit-$(id -u)
 fi
 SVINIT_ETC=${SVINIT_ETC:-/etc/svinit}
+# The shutdown service poweroff links into the scan directory (svinit/guest.py: SHUTDOWN_SERVICE).
+SVINIT_SHUTDOWN_SERVICE=svinit-shutdown
 
 # Say something, on stderr, prefixed; sv_warn and sv_error mark what needs attention. sv_error returns
 # 1, so that `step || sv_error "..."` fails as the step did.
@@ -67,7 +69,7 @@ sv_is_service() {
 # Service names may hold any character: loop over "$scandir"/* with this, never over $(...) output.
 sv_is_stoppable() {
   sv_is_service "$1" || return 1
-  case ${1##*/} in svinit-shutdown) return 1 ;; esac
+  [ "${1##*/}" = "$SVINIT_SHUTDOWN_SERVICE" ] && return 1
   return 0
 }
 
@@ -130,13 +132,14 @@ sv_request() {
     (trap '' HUP INT QUIT && exec "$SVINIT_LIB/shutdown" </dev/null >/dev/null 2>&1) &
     return 0
   fi
-  if [ ! -e "$SVINIT_RUN/svinit-shutdown/run" ]; then
-    mkdir -p "$SVINIT_RUN/svinit-shutdown"
-    ln -sf "$SVINIT_LIB/svinit-shutdown.run" "$SVINIT_RUN/svinit-shutdown/run"
+  _sv_svc=$SVINIT_RUN/$SVINIT_SHUTDOWN_SERVICE
+  if [ ! -e "$_sv_svc/run" ]; then
+    mkdir -p "$_sv_svc"
+    ln -sf "$SVINIT_LIB/svinit-shutdown.run" "$_sv_svc/run"
   fi
   # djb's svscan finds it at its next scan (5 s at most); before svscan runs (a request during boot),
   # its first scan does
-  ln -s "$SVINIT_RUN/svinit-shutdown" "$_sv_sd/svinit-shutdown" 2>/dev/null || return 0
+  ln -s "$_sv_svc" "$_sv_sd/$SVINIT_SHUTDOWN_SERVICE" 2>/dev/null || return 0
 }
 
 # Stops the services given as arguments (svc -dx), waits until their supervise processes are gone, at
@@ -192,3 +195,11 @@ sv_runlevel() {
   done
   echo "$1" > "$SVINIT_RUN/runlevel"
 }
+
+# The console report lines of a shutdown, which the test harness parses (svinit/guest.py: STOPPED_LINE,
+# DONE_LINE; tests/test_guest.py runs these and parses what they print).
+# Service $1 and its logger went down at $2 and $3: the TAI64N of their supervise/status records, 24
+# hex digits each (empty when unread).
+sv_report_stopped() { sv_say "stopped: $1 @$2 log @$3"; }
+# The shutdown $1 (poweroff, reboot, halt) is done, after $2 ms, with exit code $3.
+sv_report_done() { sv_say "$1: done in $2 ms (exit code $3)"; }

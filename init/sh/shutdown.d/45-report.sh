@@ -6,6 +6,6 @@ if [ -n "${SVINIT_HARNESS:-}" ]; then
     [ -d "$d/log" ] || continue
     s=$(od -An -tx1 -N12 "$d/supervise/status" 2>/dev/null | tr -d ' \n')
     l=$(od -An -tx1 -N12 "$d/log/supervise/status" 2>/dev/null | tr -d ' \n')
-    sv_say "stopped: ${d##*/} @$s log @$l"
+    sv_report_stopped "${d##*/}" "$s" "$l"
   done
 fi

@@ -1,8 +1,7 @@
 # The final stage: svscan execs .svscan/finish CODE as process 1 (svscanctl -x), which ends the container
 # with CODE, or on a vm unmounts and powers off. djb's svscan cannot be told so: then finish runs here.
-code=0
-[ -r "$SVINIT_RUN/exitcode" ] && read -r code < "$SVINIT_RUN/exitcode"
-sv_say "$action: done in $(( $(sv_ms) - t0 )) ms (exit code $code)"
+{ read -r code < "$SVINIT_RUN/exitcode"; } 2>/dev/null || code=0
+sv_report_done "$action" "$(( $(sv_ms) - t0 ))" "$code"
 if ! svscanctl -c "$code" -x "$scandir" 2>/dev/null; then
   sv_warn "svscan in $scandir takes no control (not svinit's svscan?): running the final stage here"
   exec "$SVINIT_LIB/svscan/finish" "$code"

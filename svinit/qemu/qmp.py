@@ -1,6 +1,6 @@
 """A small synchronous QMP client: qemu.qmp's asyncio ``QMPClient`` run on an event loop in a thread.
 
-Every event QEMU sends is kept, in order, from the moment of the connection (svinit.vm starts QEMU
+Every event QEMU sends is kept, in order, from the moment of the connection (svinit.qemu.machine starts QEMU
 paused with ``-S`` and connects before ``cont``, so none is missed): ``SHUTDOWN {guest, reason}``,
 ``RESET``, ``POWERDOWN``, ``STOP``... :meth:`QMP.wait_for_event` waits for the next one of a name that
 was not awaited yet, or returns it if it came already.
@@ -24,14 +24,16 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qemu.qmp import EventListener, QMPClient, QMPError
+from qemu.qmp import EventListener, QMPClient, QMPError, Runstate
 from qemu.qmp.message import Message
+
+from svinit.errors import SvinitError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class QMPFailure(RuntimeError):
+class QMPFailure(SvinitError):
     """A QMP command failed, or the connection did (the message names the command and the socket)."""
 
 
@@ -117,8 +119,6 @@ class QMP:
 
     @property
     def connected(self) -> bool:
-        from qemu.qmp import Runstate
-
         return self._client is not None and self._client.runstate == Runstate.RUNNING
 
     def command(self, cmd: str, timeout: float = 10, **arguments: Any) -> Any:
@@ -144,6 +144,22 @@ class QMP:
         """Types Ctrl-Alt-Del on the PS/2 keyboard (``send-key``)."""
         keys = [{"type": "qcode", "data": k} for k in ("ctrl", "alt", "delete")]
         self.command("send-key", keys=keys)
+
+    def press_power_button(self, deadline: float, every: float, alive: Callable[[], bool]) -> None:
+        """Presses the ACPI power button, and again every *every* s until a SHUTDOWN event comes, the
+        *deadline* (time.monotonic()) passes or QEMU is no longer *alive()*: a press before the guest
+        listens (acpid not started yet) is lost."""
+        while True:
+            self.system_powerdown()
+            try:
+                self.wait_for_event(
+                    "SHUTDOWN", min(every, max(0.0, deadline - time.monotonic())), consume=False
+                )
+                return
+            except QMPTimeout:
+                if time.monotonic() >= deadline or not alive():
+                    return
+                log.info("%s: no SHUTDOWN %.3g s after the power button: pressing it again", self.name, every)
 
     def query_status(self) -> dict[str, Any]:
         """``query-status``: {"status": "running"|"paused"|"shutdown"|..., "running": bool}."""

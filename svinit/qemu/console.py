@@ -24,6 +24,8 @@ import time
 
 import pexpect
 
+from svinit.errors import SvinitError
+
 log = logging.getLogger(__name__)
 
 #: The key that leaves :meth:`Console.interact`: Ctrl-], as in telnet.
@@ -48,11 +50,11 @@ def clean(text: str) -> str:
     return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
 
 
-class ConsoleClosed(RuntimeError):
+class ConsoleClosed(SvinitError):
     """The console reached its end (QEMU exited) before what was awaited appeared."""
 
 
-class ConsoleTimeout(TimeoutError):
+class ConsoleTimeout(SvinitError, TimeoutError):
     """Awaited text did not appear in time."""
 
 
@@ -249,10 +251,10 @@ class Console:
         keeps going into the transcript.
 
         Raises:
-            RuntimeError: stdin is not a terminal.
+            SvinitError: stdin is not a terminal.
         """
         if not os.isatty(sys.stdin.fileno()):
-            raise RuntimeError(f"{self.name}: an interactive console needs a terminal on stdin")
+            raise SvinitError(f"{self.name}: an interactive console needs a terminal: run it from one")
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

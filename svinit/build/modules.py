@@ -1,0 +1,149 @@
+"""Kernel modules for a VM, resolved once, here: the modules a VM wants (``images/initramfs/modules``),
+their dependencies (``modules.dep``), softdeps (ext4 needs crc32c) and the modules an alias names
+(``crypto-crc32c``: each provider, since which one loads depends on the CPU), in load order.
+
+The build writes that order as :data:`LOAD_LIST` into the image: one module a line, ``load NAME
+[PARAMS]`` for a module the VM needs (a failure is an error) and ``try NAME`` for a softdep or an alias's
+provider (one may not load on this CPU). The sh on the VM (``boot.d/10-modules.sh``, the disk layout's
+``init-disk``) loads that list in order and resolves nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from svinit import ROOT
+from svinit.build.sources import BuildError, run
+from svinit.fetch.debian import busybox_static
+
+log = logging.getLogger(__name__)
+
+#: The modules a VM wants: a name and its parameters per line (# comments).
+WANTED = ROOT / "images" / "initramfs" / "modules"
+#: Where the load order goes in the image (the sh reads $SVINIT_ETC/modules.load).
+LOAD_LIST = "etc/svinit/modules.load"
+
+
+@dataclass(frozen=True)
+class Module:
+    """One module to load: its file (relative to lib/modules/VERSION), its name, its parameters, and
+    whether the VM may go on without it (a softdep, an alias's provider)."""
+
+    path: str
+    name: str
+    params: str = ""
+    optional: bool = False
+
+    def line(self) -> str:
+        return f"{'try' if self.optional else 'load'} {self.name}{' ' + self.params if self.params else ''}"
+
+
+def read_wanted(path: Path = WANTED) -> list[tuple[str, str]]:
+    """(name, parameters) of each module *path* lists."""
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, params = line.strip().partition(" ")
+            out.append((name, params.strip()))
+    return out
+
+
+def _module_name(path: str) -> str:
+    return Path(path).name.removesuffix(".ko").replace("-", "_")
+
+
+def _softdeps(ko: Path) -> list[str]:
+    """The module names a .ko's softdep (pre and post) names, from its .modinfo strings."""
+    out = []
+    for chunk in ko.read_bytes().split(b"\0"):
+        if chunk.startswith(b"softdep="):
+            out += [w for w in chunk[8:].decode().split() if w not in ("pre:", "post:")]
+    return out
+
+
+def kernel_modules(kdir: Path, version: str, wanted: list[tuple[str, str]]) -> list[Module]:
+    """The modules *wanted* ((name, parameters) pairs) needs, dependencies, softdeps and alias providers
+    included, in load order (each after what it needs).
+
+    Raises:
+        BuildError: a wanted module is not in this kernel.
+    """
+    mdir = kdir / "lib" / "modules" / version
+    dep = mdir / "modules.dep"
+    if not dep.exists():
+        log.info("generating modules.dep for %s", version)
+        depmod(kdir, version)
+    deps: dict[str, tuple[str, list[str]]] = {}
+    for line in dep.read_text().splitlines():
+        path, _, rest = line.partition(":")
+        deps[_module_name(path)] = (path, [_module_name(p) for p in rest.split()])
+    aliases: dict[str, list[str]] = {}
+    alias_file = mdir / "modules.alias"
+    if alias_file.exists():
+        for line in alias_file.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "alias":
+                aliases.setdefault(parts[1].replace("-", "_"), []).append(parts[2].replace("-", "_"))
+    order: dict[str, Module] = {}
+    params = {name.replace("-", "_"): p for name, p in wanted}
+
+    def visit(name: str, why: str) -> None:
+        name = name.replace("-", "_")
+        if name not in deps and name in aliases:
+            for provider in aliases[name]:
+                visit(provider, why or name)
+            return
+        if name not in deps:
+            if why:
+                log.warning("module %s (a softdep of %s) is not in kernel %s: skipped", name, why, version)
+                return
+            raise BuildError(f"kernel {version} has no module {name} (asked by {WANTED.relative_to(ROOT)})")
+        path, needs = deps[name]
+        if path in order:
+            if not why and order[path].optional:  # needed after all
+                order[path] = Module(path, name, params.get(name, ""), optional=False)
+            return
+        for n in needs:
+            visit(n, why)
+        for n in _softdeps(mdir / path):
+            visit(n, name)
+        if path not in order:
+            order[path] = Module(path, name, params.get(name, ""), optional=bool(why))
+
+    for name, _ in wanted:
+        visit(name, "")
+    return list(order.values())
+
+
+def depmod(base: Path, version: str) -> None:
+    """Writes the module indexes of base/lib/modules/VERSION: kmod's depmod when the host has it (the
+    text and binary indexes, for busybox's and kmod's modprobe alike), else busybox's (text only)."""
+    tool = shutil.which("depmod") or shutil.which("depmod", path="/usr/sbin:/sbin")
+    if tool:
+        run([tool, "-b", str(base), version], "depmod")
+    else:
+        log.warning(
+            "no depmod (kmod) on this host: busybox depmod writes text indexes only (apt-get install kmod)"
+        )
+        run([str(busybox_static()), "depmod", "-b", str(base), version], "busybox depmod")
+
+
+def add_modules(tree: Path, kdir: Path, version: str, modules: list[Module]) -> None:
+    """Copies *modules* into *tree* with their indexes (depmod), and writes their load order
+    (:data:`LOAD_LIST`)."""
+    src = kdir / "lib" / "modules" / version
+    dst = tree / "lib" / "modules" / version
+    for m in modules:
+        (dst / m.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / m.path, dst / m.path)
+    (dst / "modules.order").write_text("".join(f"{m.path}\n" for m in modules))
+    depmod(tree, version)
+    load = tree / LOAD_LIST
+    load.parent.mkdir(parents=True, exist_ok=True)
+    load.write_text(
+        f"# the modules to load, in order: written by svinit's build from {WANTED.relative_to(ROOT)}\n"
+        + "".join(m.line() + "\n" for m in modules)
+    )

@@ -1,0 +1,165 @@
+"""The VM: a kernel, an initramfs written without root (static busybox, the init package, the modules
+and their load order), a kernel command line and, for the disk layout, a root disk."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from svinit import ROOT
+from svinit.build.cpio import write_initramfs
+from svinit.build.disk import build_root_disk
+from svinit.build.init import install_init
+from svinit.build.modules import add_modules, kernel_modules, read_wanted
+from svinit.build.sources import (
+    CONTAINER_INPUTS,
+    VM_INPUTS,
+    BuildError,
+    add_recipe_files,
+    run,
+    source_hash,
+    tree_hash,
+)
+from svinit.fetch.cache import cache_dir
+from svinit.fetch.debian import busybox_static, debian_kernel, debian_package
+
+log = logging.getLogger(__name__)
+
+#: Programs svinit provides itself: busybox's applets of the same name are not linked.
+OWN_PROGRAMS = {"init", "poweroff", "reboot", "halt", "svc", "svok", "linuxrc", "shutdown"}
+
+
+def _busybox_tree(tree: Path, busybox: Path) -> None:
+    """Static busybox at /bin/busybox and a link for each applet svinit does not provide itself."""
+    (tree / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, tree / "bin" / "busybox")
+    listing = run([str(busybox), "--list-full"], "busybox --list-full").stdout.split()
+    for rel in listing:
+        name = Path(rel).name
+        if name in OWN_PROGRAMS or rel == "bin/busybox":
+            continue
+        link = tree / rel
+        if link.exists() or link.is_symlink():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(tree / "bin" / "busybox", link.parent))
+
+
+def _vm_kernel(kernel: Path | None):
+    """(vmlinuz, modules tree root or None, version or None) for Debian's kernel or the user's."""
+    if kernel is not None:
+        kernel = Path(kernel)
+        if not kernel.is_file():
+            raise BuildError(f"kernel {kernel} does not exist: give the path of a bzImage/vmlinuz file")
+        return kernel, None, None
+    k = debian_kernel()
+    return k.vmlinuz, k.modules.parent.parent.parent, k.version
+
+
+def vm_dir(layout: str = "initramfs") -> Path:
+    """Where the reference VM of *layout* is built by default: under the cache (svinit.fetch.cache_dir)."""
+    return cache_dir() / "vm" / layout
+
+
+def build_vm(
+    out: Path,
+    layout: str = "initramfs",
+    kernel: Path | None = None,
+    force: bool = False,
+    overlay: Path | None = None,
+) -> Path:
+    """Builds a VM: out/vmlinuz, out/initramfs.img, out/cmdline and, for the disk layout, out/root.img.
+
+    Layouts: "initramfs" (the reference: the initramfs is the root; static busybox, the init package,
+    the modules of images/initramfs/modules) and "disk" (a small initramfs that checks and mounts the
+    ext4 disk root.img, made from the svinit:alpine image, and switch_roots to its /sbin/init).
+
+    Args:
+        out: the output directory.
+        layout: "initramfs" or "disk".
+        kernel: a kernel to use instead of Debian's (it then needs its drivers built in: no modules).
+        force: build even when the inputs did not change.
+        overlay: a directory whose files are added over the root (your services in service/, boot
+            drop-ins in etc/svinit/boot.d/, an etc/fstab...): in the initramfs, or in root.img.
+
+    Raises:
+        BuildError: a fetch or a build step failed (the message names it).
+    """
+    if layout not in ("initramfs", "disk"):
+        raise BuildError(f"unknown layout {layout!r}: use initramfs or disk")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    vmlinuz, kdir, version = _vm_kernel(kernel)
+    if overlay is not None and not Path(overlay).is_dir():
+        raise BuildError(
+            f"overlay {overlay} is not a directory: give a directory of files to add over the root"
+        )
+    digest = f"{source_hash(VM_INPUTS)}-{layout}-{vmlinuz}"
+    if overlay is not None:
+        digest += "-" + tree_hash(Path(overlay))
+    if layout == "disk":
+        digest += "-" + source_hash(CONTAINER_INPUTS)
+    stamp = out / ".svinit-build"
+    wanted = [out / n for n in ("vmlinuz", "initramfs.img", "cmdline")] + (
+        [out / "root.img"] if layout == "disk" else []
+    )
+    if not force and stamp.exists() and stamp.read_text() == digest and all(p.exists() for p in wanted):
+        log.info("%s is up to date (%s layout): not rebuilding", out, layout)
+        return out
+    modules = kernel_modules(kdir, version, read_wanted()) if kdir else []
+    e2fsck = debian_package("e2fsck-static") / "sbin" / "e2fsck.static"
+    with tempfile.TemporaryDirectory(prefix="svinit-vm-") as tmp:
+        tree = Path(tmp) / "initramfs"
+        _busybox_tree(tree, busybox_static())
+        # busybox-static's ash runs its applets before PATH (svc, poweroff...): /bin/sh is a static
+        # bash instead, which honours PATH; busybox still provides every other applet
+        shutil.copy2(debian_package("bash-static") / "bin" / "bash-static", tree / "bin" / "bash")
+        (tree / "bin" / "sh").unlink(missing_ok=True)
+        (tree / "bin" / "sh").symlink_to("bash")
+        (tree / "sbin").mkdir(exist_ok=True)
+        shutil.copy2(e2fsck, tree / "sbin" / "e2fsck")
+        (tree / "sbin" / "fsck.ext4").symlink_to("e2fsck")
+        if kdir:
+            add_modules(tree, kdir, version, modules)
+        for d in ("proc", "sys", "dev", "run", "tmp", "root", "mnt", "var/log", "var/lib", "etc"):
+            (tree / d).mkdir(parents=True, exist_ok=True)
+        (tree / "tmp").chmod(0o1777)
+        if layout == "initramfs":
+            log.info("assembling the initramfs (the reference layout: it is the root)")
+            install_init(tree)
+            shutil.copytree(ROOT / "images/alpine/demo", tree / "service", symlinks=True, dirs_exist_ok=True)
+            add_recipe_files(
+                tree,
+                {
+                    "etc/fstab": "fstab",
+                    "etc/hostname": "hostname",
+                    "etc/passwd": "passwd",
+                    "etc/group": "group",
+                    "etc/shadow": "shadow",
+                },
+            )
+            (tree / "etc" / "shadow").chmod(0o600)
+            if not (tree / "init").is_symlink():  # make install links /init to svinit's init
+                (tree / "init").symlink_to("sbin/init")
+            if overlay is not None:
+                shutil.copytree(overlay, tree, symlinks=True, dirs_exist_ok=True)
+            cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip()
+        else:
+            log.info("assembling the initramfs of the disk layout (it mounts root.img and switch_roots)")
+            shutil.copy2(ROOT / "images/initramfs/init-disk", tree / "init")
+            cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip() + " root=LABEL=svroot"
+            build_root_disk(out / "root.img", kdir, version, modules, e2fsck, overlay=overlay)
+        write_initramfs(tree, out / "initramfs.img")
+    shutil.copy2(vmlinuz, out / "vmlinuz")
+    (out / "cmdline").write_text(cmdline + "\n")
+    stamp.write_text(digest)
+    log.info(
+        "wrote %s: vmlinuz, initramfs.img (%d KiB), cmdline%s",
+        out,
+        (out / "initramfs.img").stat().st_size // 1024,
+        ", root.img" if layout == "disk" else "",
+    )
+    return out

@@ -1,0 +1,199 @@
+"""The evidence of a run: what a container or a VM left, gathered from the machine and its disks, as
+the verdicts (svinit.verdicts) need it.
+
+- A container: :func:`collect` waits for every service and logger to be up, reads the logs,
+  ``docker stop``s it, and reads the scan directory from the stopped container (``get_archive``):
+  an :class:`Evidence`.
+- A VM: :func:`collect_vm` waits for every service, writes to the data disk, ends the machine as asked
+  and checks every ext4 disk on the host: a :class:`VmEvidence`, which holds the machine's
+  :class:`~svinit.qemu.shutdown.QemuShutdown` as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from svinit.container import ContainerMachine
+from svinit.disks import DiskReport, verify_disk
+from svinit.guest import DEFAULT_SCANDIR, SVSCAN_LOG
+from svinit.machine import MachineError, Timeout
+from svinit.qemu.machine import QemuMachine
+from svinit.qemu.shutdown import QemuShutdown
+from svinit.svstat import Status, StatusFormatError, parse_status
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BOOT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class LogState:
+    """A multilog directory at one moment: its rotated files (``@*.s``, oldest first) and ``current``."""
+
+    current: bytes = b""
+    rotated: tuple[bytes, ...] = ()
+    current_mode: int | None = None
+
+    def lines(self, complete_only: bool = False) -> list[str]:
+        """Every line, oldest first; with *complete_only*, without a last line lacking its newline."""
+        data = b"".join(self.rotated) + self.current
+        lines = data.decode(errors="replace").split("\n")
+        last = lines.pop()  # "" after a final newline, else a partial line
+        if last and not complete_only:
+            lines.append(last)
+        return lines
+
+
+@dataclass
+class Evidence:
+    """What a run of a container left, as the checks need it.
+
+    Names of services are relative to the scan directory (``heartbeat``, ``heartbeat/log``); names of
+    log directories too (``heartbeat/log/main``).
+    """
+
+    subject: str
+    #: seconds from start until every service and logger was up; None when they were not all up
+    boot_seconds: float | None
+    #: what was not up, or why booting could not be watched
+    boot_problem: str = ""
+    #: the services and loggers that should run (from svstat at boot)
+    services: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    stop_seconds: float | None = None
+    #: the supervise/status records read from the stopped container
+    status_after: dict[str, Status] = field(default_factory=dict)
+    #: the log directories before the stop, and after it
+    logs_before: dict[str, LogState] = field(default_factory=dict)
+    logs_after: dict[str, LogState] = field(default_factory=dict)
+    #: the scan directory the run's svscan ran in
+    scandir: str = DEFAULT_SCANDIR
+
+
+def is_logger(name: str) -> bool:
+    return name.endswith("/log") or name == SVSCAN_LOG
+
+
+def logger_of(logdir: str) -> str:
+    """The logger service that writes the log directory *logdir* (``heartbeat/log/main`` ->
+    ``heartbeat/log``)."""
+    return logdir.rsplit("/", 1)[0]
+
+
+def read_scan_tree(tar: tarfile.TarFile) -> tuple[dict[str, Status], dict[str, LogState]]:
+    """The supervise records and log directories in a tar of the scan directory (get_archive's).
+
+    Log directories are the directories of a logger (``NAME/log`` or svscan-log) holding ``current``.
+    """
+    members = {m.name.split("/", 1)[1]: m for m in tar.getmembers() if "/" in m.name}
+
+    def read(name: str) -> bytes:
+        f = tar.extractfile(members[name])
+        return f.read() if f else b""
+
+    statuses: dict[str, Status] = {}
+    logs: dict[str, LogState] = {}
+    for name, m in members.items():
+        if name.endswith("/supervise/status") and m.isfile():
+            svc = name.removesuffix("/supervise/status")
+            try:
+                statuses[svc] = parse_status(read(name), svc)
+            except StatusFormatError as e:
+                log.warning("%s", e)
+        if name.endswith("/current") and m.isfile():
+            d = name.removesuffix("/current")
+            if not is_logger(logger_of(d)):
+                continue
+            rotated = sorted(n for n in members if n.startswith(d + "/@") and n.endswith(".s"))
+            logs[d] = LogState(read(name), tuple(read(n) for n in rotated), m.mode)
+    return statuses, logs
+
+
+def collect(machine: ContainerMachine, boot_timeout: float = DEFAULT_BOOT_TIMEOUT) -> Evidence:
+    """Gathers the evidence from a started container machine, and stops it.
+
+    Waits for every service and logger to be up (at most *boot_timeout*, scaled), reads the scan
+    directory's logs, ``docker stop``s the container (timed), then reads the supervise records and the
+    logs from the stopped container.
+
+    Args:
+        machine: a started ContainerMachine.
+        boot_timeout: seconds to wait for every service to be up.
+
+    Returns:
+        The Evidence (the container is stopped, not removed).
+    """
+    started = getattr(machine, "started_at", None) or time.monotonic()
+    ev = Evidence(subject=getattr(machine, "image", machine.name), boot_seconds=None)
+    try:
+        up = machine.wait_for_all_services(boot_timeout)
+        ev.boot_seconds = time.monotonic() - started
+        ev.services = sorted(up)
+        ev.scandir = machine.scandir()
+        _, ev.logs_before = read_scan_tree(machine.archive(ev.scandir))
+    except (Timeout, MachineError, FileNotFoundError) as e:
+        ev.boot_problem = str(e)
+        log.debug("%s", e)
+    result = machine.shutdown()
+    ev.exit_code, ev.stop_seconds = result.exit_code, result.seconds
+    try:
+        ev.status_after, ev.logs_after = read_scan_tree(machine.archive(ev.scandir))
+    except FileNotFoundError as e:
+        log.debug("%s", e)
+    return ev
+
+
+@dataclass
+class VmEvidence:
+    """What a run of a VM left, as the checks need it."""
+
+    subject: str
+    #: how the VM was asked to end: poweroff, acpi, ctrl-alt-del, reboot, halt, crash
+    how: str
+    boot_seconds: float | None
+    boot_problem: str = ""
+    #: how QEMU ended (the SHUTDOWN event, the kernel's and svinit's last words, the stop report); None
+    #: when the stop did not finish
+    shutdown: QemuShutdown | None = None
+    disks: list[DiskReport] = field(default_factory=list)
+
+
+def collect_vm(
+    m: QemuMachine,
+    how: str,
+    disks: list[Path],
+    write_data: bool,
+    boot_timeout: float,
+    shutdown_limit: float,
+    subject: str,
+) -> VmEvidence:
+    """Boots *m*, waits for every service, writes to /data (with *write_data*), ends it *how* (crash:
+    QMP quit) and checks every ext4 image of *disks* on the host once QEMU has exited."""
+    boot_seconds, boot_problem = None, ""
+    t0 = time.monotonic()
+    m.start()
+    try:
+        m.wait_for_all_services(boot_timeout)
+        boot_seconds = time.monotonic() - t0
+        if write_data:
+            m.succeed("grep -q ' /data ' /proc/mounts && echo written by svinit check > /data/check && sync")
+    except (MachineError, Timeout) as e:
+        boot_problem = str(e).splitlines()[0]
+    res: QemuShutdown | None
+    try:
+        res = m.crash() if how == "crash" else m.shutdown(how, timeout=shutdown_limit)
+    except Timeout as e:
+        res = None
+        boot_problem = boot_problem or str(e).splitlines()[0]
+    return VmEvidence(
+        subject=subject,
+        how=how,
+        boot_seconds=boot_seconds,
+        boot_problem=boot_problem,
+        shutdown=res,
+        disks=[verify_disk(d) for d in disks],
+    )

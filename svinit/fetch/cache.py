@@ -1,0 +1,68 @@
+"""The cache every fetch writes to, and what the fetches share: the error they raise, host tools found
+or named with their Debian package, commands run with their output kept, a lock per cache entry.
+
+Nothing in svinit downloads implicitly: every fetch goes through ``svinit.fetch``, is cached under
+:func:`cache_dir` and is logged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from svinit.errors import SvinitError
+
+
+class FetchError(SvinitError):
+    """A fetch failed; the message names the package and what to check."""
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$SVINIT_CACHE``, else ``~/.cache/svinit``."""
+    root = Path(os.environ.get("SVINIT_CACHE") or Path.home() / ".cache" / "svinit")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def host_tool(name: str, debian_package_name: str) -> str:
+    """The path of a host program (also looked for in the sbin directories), or a FetchError."""
+    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/sbin"
+    found = shutil.which(name, path=path)
+    if not found:
+        raise FetchError(f"{name} not found: install it (apt-get install {debian_package_name})")
+    return found
+
+
+def run(argv: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    """Runs *argv*; on failure raises a FetchError that shows the command and its output."""
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    if proc.returncode != 0:
+        raise FetchError(
+            f"{what} failed (exit {proc.returncode}): {' '.join(argv)}\n{proc.stdout}{proc.stderr}".strip()
+        )
+    return proc
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Holds an exclusive flock on *path* (two test sessions must not build one cache entry at once)."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,453 @@
+"""A svinit virtual machine on QEMU, as a machine (svinit.machine).
+
+QEMU's command line is data (:mod:`svinit.qemu.definition`, ``qemu/ARCH.toml``). QEMU runs on a pty (the
+serial console, :mod:`svinit.qemu.console`), with a QMP socket (:mod:`svinit.qemu.qmp`) and a second
+serial port, the command channel (:mod:`svinit.qemu.channel`, its protocol in its docstring): with
+``svinit.harness=ttyS1`` on the kernel command line the guest runs a shell reading that port. The
+accelerator is KVM only after a probe boot (:mod:`svinit.qemu.accel`); under TCG every timeout is
+multiplied by the definition's ``tcg_timeout_factor``. How the machine ended is a
+:class:`~svinit.qemu.shutdown.QemuShutdown`.
+
+>>> m = QemuMachine.from_build(build_vm(Path("out")))
+>>> m.start()
+>>> m.wait_for_service("heartbeat")
+>>> m.succeed("cat /proc/cmdline")
+>>> m.shutdown("acpi")
+QemuShutdown(exit_code=0, seconds=1.9, how='acpi', guest=True, reason='guest-shutdown', ...)
+>>> m.start()          # boots again, same kernel and disks
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from svinit.machine import CommandFailed, CommandResult, Machine, MachineError, Timeout
+from svinit.qemu.accel import choose_accel
+from svinit.qemu.channel import CommandChannel
+from svinit.qemu.console import ESCAPE_NAME, Console, ConsoleClosed, ConsoleTimeout
+from svinit.qemu.definition import Disk, MachineDefinition
+from svinit.qemu.qmp import QMP, QMPFailure, QMPTimeout
+from svinit.qemu.shutdown import KERNEL_LINES, QemuShutdown
+
+log = logging.getLogger(__name__)
+
+
+class QemuMachine(Machine):
+    """A QEMU virtual machine booting a kernel and an initramfs (and disks), with verbs.
+
+    Args:
+        kernel: the kernel image (bzImage/vmlinuz).
+        initrd: the initramfs, or None.
+        cmdline: the kernel command line; ``svinit.harness=TTY`` is added (with *harness*) when absent.
+        disks: virtio disks, in order (paths, or Disk for snapshot/readonly/format).
+        memory: guest memory (QEMU's syntax: "256M"); default the definition's.
+        accel: "auto" (KVM if a probe boot shows it works, else TCG), "kvm" or "tcg"; $SVINIT_ACCEL
+            overrides "auto".
+        arch: the machine definition (``qemu/ARCH.toml``) or a .toml file.
+        harness: the guest runs the command channel shell (svinit.harness); without it only the console
+            and QMP work (execute raises).
+        extra_args: more QEMU arguments.
+        name: how messages name the machine.
+        timeout_multiplier: see Machine; under TCG it is further multiplied by the definition's factor.
+        echo: a callable given the console's output as it comes (live output), or None.
+
+    start() may be called again once QEMU has ended (a reboot under -no-reboot, a poweroff): the machine
+    boots again with the same kernel, command line and disks (``boot again``).
+    """
+
+    def __init__(
+        self,
+        kernel: Path | str,
+        initrd: Path | str | None = None,
+        cmdline: str = "console=ttyS0",
+        disks: list[Path | str | Disk] | None = None,
+        *,
+        memory: str | None = None,
+        accel: str = "auto",
+        arch: str | Path = "x86_64",
+        harness: bool = True,
+        extra_args: list[str] | None = None,
+        name: str | None = None,
+        timeout_multiplier: float | None = None,
+        echo=None,
+    ):
+        super().__init__(name or "vm", timeout_multiplier)
+        self.definition = MachineDefinition.load(arch)
+        self.kernel = Path(kernel)
+        self.initrd = Path(initrd) if initrd is not None else None
+        for p in (self.kernel, self.initrd):
+            if p is not None and not p.is_file():
+                raise MachineError(f"{self.name}: no file {p}")
+        self.harness = harness
+        cmdline = " ".join(cmdline.split())
+        if harness and "svinit.harness=" not in cmdline:
+            cmdline += f" svinit.harness={self.definition.harness_tty}"
+        self.cmdline = cmdline
+        self.disks = [d if isinstance(d, Disk) else Disk(Path(d)) for d in disks or []]
+        for d in self.disks:
+            if not d.path.is_file():
+                raise MachineError(f"{self.name}: no disk image {d.path}")
+        self.memory = memory or self.definition.memory
+        if accel not in ("auto", "kvm", "tcg"):
+            raise MachineError(f"{self.name}: accel must be auto, kvm or tcg, not {accel!r}")
+        self.accel_wanted = accel
+        self.extra_args = list(extra_args or [])
+        self.echo = echo
+        self.base_multiplier = self.timeout_multiplier
+        #: "kvm" or "tcg", chosen at the first start()
+        self.accel: str | None = None
+        self.accel_note = ""
+        self.state_dir = Path(tempfile.mkdtemp(prefix="svinit-qemu-"))
+        weakref.finalize(self, shutil.rmtree, self.state_dir, True)
+        self.console: Console | None = None
+        self.qmp: QMP | None = None
+        self.channel: CommandChannel | None = None
+        self.result: QemuShutdown | None = None
+        #: the consoles of the previous boots, with their headers
+        self._past: list[str] = []
+        self._header = ""
+        self.boots = 0
+        self._lock = threading.RLock()
+        #: time.monotonic() when QEMU was started, for the current boot
+        self.started_at: float | None = None
+
+    @classmethod
+    def from_build(cls, out: Path, disk_copy: Path | None = None, **kw: Any) -> QemuMachine:
+        """The machine of a build_vm output directory: out/vmlinuz, out/initramfs.img, out/cmdline and,
+        for the disk layout, out/root.img (attached as is, or *disk_copy*: a copy made there first, so
+        the built image is not changed). *kw* are QemuMachine's (a cmdline replaces out/cmdline; disks
+        come after root.img)."""
+        out = Path(out)
+        for name in ("vmlinuz", "initramfs.img", "cmdline"):
+            if not (out / name).exists():
+                raise MachineError(f"{out} has no {name}: is it the output of `svinit build vm`?")
+        disks = list(kw.pop("disks", []) or [])
+        root = out / "root.img"
+        if root.exists():
+            if disk_copy is not None:
+                shutil.copyfile(root, disk_copy)
+                root = disk_copy
+            disks.insert(0, root)
+        cmdline = kw.pop("cmdline", None) or (out / "cmdline").read_text().strip()
+        return cls(out / "vmlinuz", out / "initramfs.img", cmdline, disks, **kw)
+
+    # Starting.
+
+    def choose_accel(self) -> str:
+        """KVM or TCG (once per machine): the caller's or $SVINIT_ACCEL choice, else KVM if the probe
+        boot says it works. Under TCG, the timeout multiplier grows by the definition's factor."""
+        if self.accel is None:
+            self.accel, self.accel_note = choose_accel(
+                self.accel_wanted, self.definition, self.kernel, probe_timeout=10 * self.base_multiplier
+            )
+            if self.accel == "tcg":
+                self.timeout_multiplier = self.base_multiplier * self.definition.tcg_timeout_factor
+            (log.warning if "does not work" in self.accel_note else log.info)(
+                "%s: %s", self.name, self.accel_note
+            )
+        return self.accel
+
+    def argv(self) -> list[str]:
+        """QEMU's command line for this machine (the accelerator chosen first)."""
+        return (
+            self.definition.argv(
+                accel=self.choose_accel(),
+                memory=self.memory,
+                kernel=self.kernel,
+                initrd=self.initrd,
+                cmdline=self.cmdline,
+                qmp=self.state_dir / "qmp.sock",
+                harness=self.state_dir / "harness.sock",
+                disks=self.disks,
+            )
+            + self.extra_args
+        )
+
+    def start(self) -> None:
+        """Starts QEMU (paused), connects QMP and the command channel, then lets the guest run; returns
+        at once (the guest boots meanwhile: execute waits for the command channel).
+
+        Raises:
+            MachineError: QEMU is running already, did not start, or its QMP socket did not answer.
+        """
+        if self.console is not None and self.console.is_alive():
+            raise MachineError(f"{self.name}: QEMU is running already (boot {self.boots})")
+        self._end_boot()
+        argv = self.argv()
+        for sock in ("qmp.sock", "harness.sock"):
+            (self.state_dir / sock).unlink(missing_ok=True)
+        self.boots += 1
+        self.result = None
+        self._header = (
+            f"== {self.name}: boot {self.boots}: {self.definition.version()}, accel {self.accel} "
+            f"({self.accel_note}), host load {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
+            f"== {shlex.join(argv)}\n"
+        )
+        log.debug("%s: boot %d: %s", self.name, self.boots, shlex.join(argv))
+        self.started_at = time.monotonic()
+        try:
+            self.console = Console(argv, name=f"{self.name} console", echo=self.echo)
+        except ConsoleClosed as e:
+            raise MachineError(f"{e} (is QEMU installed? apt-get install qemu-system-x86)") from None
+        self.qmp = QMP(self.state_dir / "qmp.sock", name=f"{self.name} qmp")
+        try:
+            self.qmp.connect(timeout=self.timeout(10), alive=self.console.is_alive)
+            if self.harness:
+                self.channel = CommandChannel(self.state_dir / "harness.sock", f"{self.name} command channel")
+                self.channel.connect(timeout=self.timeout(5))
+            self.qmp.command("cont")
+        except (QMPFailure, MachineError) as e:
+            self.console.wait_exit(2)
+            raise MachineError(f"{self.name}: QEMU did not start: {e}\n{self.console.text[-2000:]}") from e
+
+    def boot_again(self) -> None:
+        """Boots again after QEMU ended (a reboot under -no-reboot ends it): start() with the same
+        kernel, command line and disks."""
+        if self.is_running():
+            raise MachineError(f"{self.name}: still running: shut it down first")
+        self.start()
+
+    def _end_boot(self) -> None:
+        """Keeps the finished boot's console for logs(); releases its QMP, channel and pty."""
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.qmp is not None:
+            self.qmp.close()
+            self.qmp = None
+        if self.console is not None:
+            self.console.close()
+            self._past.append(self._header + self.console.text)
+            self.console = None
+
+    # State.
+
+    def is_running(self) -> bool:
+        return self.console is not None and self.console.is_alive()
+
+    def _running_console(self) -> Console:
+        if self.console is None:
+            raise MachineError(f"{self.name}: not started (call start())")
+        return self.console
+
+    def logs(self) -> str:
+        """The console transcripts of every boot, each after a header (QEMU's version, the accelerator,
+        the host's load, the command line)."""
+        cur = [self._header + self.console.text] if self.console is not None else []
+        return "\n".join(self._past + cur)
+
+    def console_text(self) -> str:
+        """The current boot's console transcript."""
+        return self._running_console().text
+
+    def wait_for_console_text(self, regex: str, timeout: float = 30, from_start: bool = False) -> re.Match:
+        """Waits until *regex* matches this boot's console output after the previous match (with
+        *from_start*, anywhere in it); returns the match.
+
+        Raises:
+            Timeout: no match within *timeout* (scaled); the message shows the console's end.
+            MachineError: QEMU exited without printing it.
+        """
+        try:
+            return self._running_console().wait_for_text(regex, self.timeout(timeout), from_start)
+        except ConsoleTimeout as e:
+            raise Timeout(str(e)) from None
+        except ConsoleClosed as e:
+            raise MachineError(str(e)) from None
+
+    # Commands.
+
+    def wait_for_harness(self, timeout: float = 30) -> None:
+        """Waits until the guest's harness shell answers on the command channel.
+
+        Raises:
+            Timeout: no answer within *timeout* (scaled): the message says what to check.
+            MachineError: QEMU exited meanwhile, or the machine has no command channel.
+        """
+        ch = self._channel()
+        if ch.ready:
+            return
+        tty = self.definition.harness_tty
+        hint = f"does the guest run a shell on /dev/{tty} (svinit.harness={tty} on its command line: "
+        hint += f"{self.cmdline!r})?"
+        ch.wait_ready(self.timeout(timeout), self._running_console(), hint)
+        log.info(
+            "%s: command channel up %.2f s after QEMU started", self.name, time.monotonic() - self.started_at
+        )
+
+    def _channel(self) -> CommandChannel:
+        if self.channel is None:
+            if not self.harness:
+                raise MachineError(f"{self.name}: started without the command channel (harness=False)")
+            raise MachineError(f"{self.name}: not running (start() it)")
+        return self.channel
+
+    def execute(self, cmd: str, timeout: float | None = None) -> CommandResult:
+        """Runs *cmd* with ``/bin/sh -c`` in the guest over the command channel (stdin /dev/null).
+
+        Args:
+            cmd: a POSIX sh command line, any bytes, any number of lines.
+            timeout: kill it and what it started after these seconds (then rc is 137; needs setsid in
+                the guest). Without it, the harness gives up after 300 s (scaled).
+
+        Commands from several threads run one after the other.
+
+        Raises:
+            MachineError: QEMU is not running, or exited meanwhile.
+            Timeout: no answer in time (the guest's shell may still be running the command).
+        """
+        if not self.is_running():
+            raise MachineError(f"{self.name}: not running: cannot run `{cmd}`")
+        with self._lock:
+            self.wait_for_harness()
+            limit = (timeout + 10 * self.timeout_multiplier) if timeout is not None else self.timeout(300)
+            console = self._running_console()
+            got = self._channel().run(cmd, time.monotonic() + limit, lambda: console.eof, timeout)
+        if got is None:
+            if console.eof:
+                raise MachineError(f"{self.name}: QEMU exited while `{cmd}` ran:\n{console.text[-2000:]}")
+            raise Timeout(f"{self.name}: `{cmd}` gave no result within {limit:.3g} s (it may still run)")
+        rc, out, err = got
+        return CommandResult(cmd, rc, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    # Stopping.
+
+    def shutdown(self, how: str = "acpi", timeout: float = 30) -> QemuShutdown:
+        """Stops the machine and waits until QEMU has exited; returns what happened.
+
+        Args:
+            how: "acpi" (the ACPI power button, QMP system_powerdown: the platform's request; pressed
+                again every 2 s, scaled, since a guest not listening yet loses a press),
+                "ctrl-alt-del" (QMP send-key: a reboot), or "poweroff", "reboot", "halt" (the command
+                run in the guest). After a reboot QEMU ends too (-no-reboot): start() boots again.
+                A halted kernel keeps QEMU running: once it says "System halted" the harness quits
+                QEMU (reason host-qmp-quit).
+            timeout: seconds (scaled) for the whole stop.
+
+        Returns:
+            QemuShutdown: the QMP SHUTDOWN event's guest and reason, QEMU's exit status, the seconds,
+            the kernel's last line and svinit's report. It tells an unclean end; it does not raise for it.
+
+        Raises:
+            MachineError: not running; *how* unknown; the guest's command failed.
+            Timeout: QEMU did not end in time (it is then killed; the message shows the console's end).
+        """
+        if how not in KERNEL_LINES:
+            raise MachineError(f"{self.name}: unknown shutdown {how!r}: use {', '.join(KERNEL_LINES)}")
+        if not self.is_running():
+            if self.result is not None:
+                return self.result
+            raise MachineError(f"{self.name}: not running")
+        console, qmp = self._running_console(), self.qmp
+        assert qmp is not None
+        deadline = time.monotonic() + self.timeout(timeout)
+        t0 = time.monotonic()
+        if how == "acpi":
+            qmp.press_power_button(deadline, self.timeout(2), alive=self.is_running)
+        elif how == "ctrl-alt-del":
+            qmp.ctrl_alt_delete()
+        else:
+            self._request(how, deadline)
+        try:
+            if how == "halt":
+                console.wait_for_text(KERNEL_LINES["halt"], max(0.0, deadline - time.monotonic()))
+                qmp.quit()
+            qmp.wait_for_event("SHUTDOWN", max(0.0, deadline - time.monotonic()))
+        except (ConsoleTimeout, ConsoleClosed, QMPTimeout, QMPFailure) as e:
+            self.kill()
+            raise Timeout(
+                f"{self.name}: did not stop ({how}) within {self.timeout(timeout):.3g} s: {e}"
+            ) from None
+        return self._finish(how, t0, deadline)
+
+    def _request(self, action: str, deadline: float) -> None:
+        """Runs *action* (poweroff, reboot, halt) in the guest; it returns at once, the stop goes on
+        without the harness shell (it is stopped with the other services)."""
+        with self._lock:
+            self.wait_for_harness()
+            console, qmp = self._running_console(), self.qmp
+            got = self._channel().run(
+                action, deadline, abort=lambda: console.eof or bool(qmp and qmp.events_named("SHUTDOWN"))
+            )
+        if got is not None and got[0] != 0:
+            raise CommandFailed(
+                self.name, action, got[0], got[1].decode(errors="replace"), got[2].decode(errors="replace")
+            )
+
+    def crash(self) -> QemuShutdown:
+        """Ends QEMU at once (QMP quit), as if the power were cut: nothing is stopped or unmounted."""
+        if not self.is_running():
+            raise MachineError(f"{self.name}: not running")
+        t0 = time.monotonic()
+        deadline = t0 + self.timeout(10)
+        assert self.qmp is not None
+        try:
+            self.qmp.quit()
+            self.qmp.wait_for_event("SHUTDOWN", self.timeout(10))
+        except QMPFailure as e:
+            log.warning("%s: QMP quit: %s: killing QEMU", self.name, e)
+            self.kill()
+        return self._finish("crash", t0, deadline)
+
+    def kill(self) -> None:
+        """SIGKILLs QEMU (no SHUTDOWN event then)."""
+        if self.console is not None:
+            self.console.kill(signal.SIGKILL)
+
+    def _finish(self, how: str, t0: float, deadline: float) -> QemuShutdown:
+        """Drains the console to its end, waits for QEMU's exit, and reads what the boot said."""
+        console = self._running_console()
+        code = console.wait_exit(max(1.0, deadline - time.monotonic()))
+        if code is None:
+            self.kill()
+            code = console.wait_exit(5)
+            raise Timeout(f"{self.name}: QEMU did not exit after {how}; killed:\n{console.text[-1500:]}")
+        events = self.qmp.events_named("SHUTDOWN") if self.qmp else []
+        event = events[-1].get("data", {}) if events else None
+        self.result = QemuShutdown.read(how, code, time.monotonic() - t0, console.text, event)
+        log.debug("%s: %s: %s", self.name, how, self.result)
+        if self.channel is not None:
+            self.channel.close()
+        return self.result
+
+    def close(self) -> None:
+        """Kills QEMU if it still runs, releases the sockets and removes the state directory (the
+        console transcripts stay for logs())."""
+        if self.console is not None and self.console.is_alive():
+            if self.qmp is not None and self.qmp.connected:
+                try:
+                    self.qmp.quit()
+                except QMPFailure:
+                    pass
+            if self.console.wait_exit(3) is None:
+                self.kill()
+        self._end_boot()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # Interactive.
+
+    def interactive(self, shutdown: str = "acpi") -> QemuShutdown | None:
+        """An interactive session (``svinit boot``): boots, hands the serial console to the user's
+        terminal until Ctrl-] (or QEMU's exit), then stops the machine with *shutdown* if it still
+        runs; how it ended."""
+        self.start()
+        print(f"svinit: console of {self.name}; {ESCAPE_NAME} leaves", flush=True)
+        self._running_console().interact()
+        if self.is_running():
+            print(f"\r\nsvinit: left the console: stopping {self.name} ({shutdown})", flush=True)
+            return self.shutdown(shutdown)
+        return self._finish("exit", time.monotonic(), time.monotonic() + 5)
+
+    def __repr__(self) -> str:
+        return f"<QemuMachine {self.name} boot {self.boots} {self.accel or 'accel not chosen'}>"
