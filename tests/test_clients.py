@@ -712,6 +712,38 @@ def test_once_runs_without_restarting(client, service):
     assert s.pid() == 0 and s.events() == [f"start {pid}", "TERM"]
 
 
+def test_once_and_exit_run_a_down_service_then_exit(client, service):
+    """`svc -ox` on a down service: run starts, runs to its end, and then supervise exits (djb's does;
+    ours used to let the `x` win and exit without running it)."""
+    s = service(down=True)
+    write_exec(s.dir / "run", '#!/bin/sh\necho "start $$" >> events\nexec sleep 0.5\n')
+    svc(client, "-ox", s)
+    assert s.proc.wait(10) == 0
+    assert [e.split()[0] for e in s.events()] == ["start"]
+
+
+def test_once_then_exit_in_the_second_after_a_start(client, service):
+    """An `o` that arrives while supervise waits out the second after a start, then an `x`: run starts once
+    more before supervise exits, as with djb's (which sleeps that second and reads the letters after)."""
+    s = service(down=True)
+    write_exec(s.dir / "run", '#!/bin/sh\necho "start $$" >> events\n')
+    svc(client, "-o", s)
+    wait_for(lambda: len(s.events()) == 1, 5, what="the first run")
+    svc(client, "-o", s)
+    svc(client, "-x", s)
+    assert s.proc.wait(10) == 0
+    assert [e.split()[0] for e in s.events()] == ["start", "start"]
+
+
+def test_exit_before_once_on_a_down_service_exits_at_once(client, service):
+    """`svc -xo`: the x finds the service down and supervise exits without reading the o, as djb's."""
+    s = service(down=True)
+    svc(client, "-xo", s)
+    assert s.proc.wait(10) == 0
+    time.sleep(0.3)
+    assert s.events() == []
+
+
 def test_exit_waits_for_the_service_to_go_down(client, service):
     s = service()
     pid = s.wait_up()
@@ -772,6 +804,34 @@ def test_extension_letters(ours, service, supervise, letter, sig):
         s.wait_event("HUP")
         assert sig not in s.events()
     assert s.pid() == pid and alive(pid)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000], ids=lambda m: f"umask-{m:03o}")
+def test_supervise_files_have_djbs_modes(ours, djb, tmp_path, umask):
+    """supervise/ and what is in it (lock 0600, the FIFOs 0600, status 0644) as djb's creates them."""
+    init = INIT / "build"
+    proc = subprocess.run(
+        ["make", "-C", str(INIT), "build/supervise"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    modes = {}
+    for who, prog in (("djb", djb / "supervise"), ("ours", init / "supervise")):
+        d = make_service(tmp_path / who, "s", "exec sleep 1000", down=True)
+        p = subprocess.Popen(
+            [str(prog), str(d)],
+            start_new_session=True,
+            preexec_fn=lambda: os.umask(umask),
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for(lambda: (d / "supervise" / "status").exists(), 5, what=f"{who}'s supervise/status")
+            files = sorted(os.listdir(d / "supervise"))
+            modes[who] = {n: oct((d / "supervise" / n).stat().st_mode & 0o7777) for n in [".", *files]}
+        finally:
+            p.kill()
+            p.wait()
+    assert modes["ours"] == modes["djb"]
+    assert modes["ours"]["lock"] == "0o600"
 
 
 # --- envdir ----------------------------------------------------------------------------------------------

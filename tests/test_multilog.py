@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import gzip
 import os
 import random
 import re
@@ -325,14 +326,34 @@ def test_second_logger_on_a_dir_refuses(ours, djb_bin, tmp_path, first):
         os.close(r)
 
 
-@pytest.mark.parametrize(
-    "args", [["!cat", "./log"], ["=status"], ["x"], ["sfoo", "./log"], ["n"], ["tt"], ["efoo"], [""]]
-)
-def test_usage_errors(ours, tmp_path, args):
-    r = run(ours / "multilog", args, b"", tmp_path)
-    assert r.returncode == 100
-    assert b"multilog: usage: multilog" in r.stderr
-    assert not (tmp_path / "log").exists()
+# Actions djb's multilog reads without refusing: a logger that would not start backs its service up.
+
+ODD_SCRIPTS = [
+    ["x", "zzz", "", "./log"],  # unknown: ignored
+    ["tt", "efoo", "./log"],  # read as t and e
+    ["sfoo", "n", "./log", "s100x", "n3x", "./two"],  # numbers as djb's scan_ulong: 0 when none, then clamped
+    ["./log", "t", "-*", "+0001*", "./ones"],  # t not first: ignored
+    [],
+]
+
+
+@pytest.mark.parametrize("script", ODD_SCRIPTS, ids=lambda s: " ".join(s) or "empty")
+def test_odd_actions_are_read_like_djb(ours, djb_bin, tmp_path, script):
+    data = rotation_input(7)
+    for who in ("a", "b"):
+        (tmp_path / who).mkdir()
+    a = run(ours / "multilog", script, data, tmp_path / "a")
+    b = run(djb_bin / "multilog", script, data, tmp_path / "b")
+    assert (a.returncode, b.returncode) == (0, 0), (a.stderr, b.stderr)
+    warnings = [ln for ln in a.stderr.splitlines(keepends=True) if ln.startswith(b"multilog: warning: ")]
+    assert STAMP.sub(b"", a.stderr.replace(b"".join(warnings), b"")) == STAMP.sub(b"", b.stderr)
+    for d in [x for x in script if x.startswith("./")]:
+        la, lb = logs(tmp_path / "a" / d), logs(tmp_path / "b" / d)
+        assert STAMP.sub(b"", la) == STAMP.sub(b"", lb) and la.count(b"\n") == lb.count(b"\n")
+        assert layout(tmp_path / "a" / d) == layout(tmp_path / "b" / d)
+    for bad in ("x", "zzz", ""):
+        if bad in script:
+            assert b"multilog: warning: unknown action ignored: %s\n" % bad.encode() in warnings
 
 
 def test_bad_directory_is_fatal(ours, tmp_path):
@@ -543,3 +564,221 @@ def test_line_longer_than_the_pipe(ours, tmp_path, script):
     finally:
         os.close(r)
         os.close(w)
+
+
+# =file: the selected line's first 1000 bytes, then newlines to 1001 bytes, at the start of the file.
+
+EQ_SCRIPTS = [
+    ["=last"],
+    ["-*", "+error*", "=errors", "+*", "-", "=nonempty", "./log"],
+    ["t", "=last", "e"],
+    ["=last", "-*", "=never"],
+]
+
+
+@pytest.mark.parametrize("script", EQ_SCRIPTS, ids=lambda s: " ".join(s))
+def test_eq_file_matches_djb(ours, djb_bin, tmp_path, script):
+    for who in ("a", "b"):
+        (tmp_path / who).mkdir()
+    a = run(ours / "multilog", script, SELECT_INPUT, tmp_path / "a")
+    b = run(djb_bin / "multilog", script, SELECT_INPUT, tmp_path / "b")
+    assert (a.returncode, b.returncode) == (0, 0), (a.stderr, b.stderr)
+    assert STAMP.sub(b"", a.stderr) == STAMP.sub(b"", b.stderr)
+    for f in [x[1:] for x in script if x.startswith("=")]:
+        fa, fb = (tmp_path / "a" / f).read_bytes(), (tmp_path / "b" / f).read_bytes()
+        assert len(fa) == len(fb) and layout(tmp_path / "a") == layout(tmp_path / "b")
+        if script[0] == "t":
+            assert STAMP.match(fa) and STAMP.match(fb)
+            fa, fb = fa[26:], fb[26:]
+        assert fa == fb, f
+    if script == ["=last"]:  # the last line has no newline: EOF ends it
+        assert (tmp_path / "a" / "last").read_bytes() == b"tail without newline: error" + b"\n" * 974
+
+
+def test_eq_file_keeps_what_is_past_1001_bytes_like_djb(ours, djb_bin, tmp_path):
+    """djb's writes 1001 bytes at the start and never truncates: a longer file keeps its tail and mode."""
+    for who, prog in (("a", ours), ("b", djb_bin)):
+        (tmp_path / who).mkdir()
+        (tmp_path / who / "st").write_bytes(b"z" * 3000)
+        (tmp_path / who / "st").chmod(0o640)
+        r = run(prog / "multilog", ["=st"], b"one\n" + b"L" * 1500 + b"\n", tmp_path / who)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a" / "st").read_bytes() == (tmp_path / "b" / "st").read_bytes()
+    assert (tmp_path / "a" / "st").read_bytes() == b"L" * 1000 + b"\n" + b"z" * 1999
+    assert layout(tmp_path / "a") == layout(tmp_path / "b") == [("st", 3000, "0o640")]
+
+
+def test_eq_file_that_cannot_be_created_is_fatal_like_djb(ours, djb_bin, tmp_path):
+    a = run(ours / "multilog", ["=nodir/x", "./log"], b"x\n", tmp_path)
+    b = run(djb_bin / "multilog", ["=nodir/x", "./log"], b"x\n", tmp_path)
+    assert (
+        (a.returncode, a.stderr)
+        == (b.returncode, b.stderr)
+        == (
+            111,
+            b"multilog: fatal: unable to create nodir/x: file does not exist\n",
+        )
+    )
+    assert not (tmp_path / "log").exists()
+
+
+@pytest.mark.parametrize("who", ["ours", "djb"])
+def test_eq_file_follows_each_line(ours, djb_bin, tmp_path, who):
+    prog = (ours if who == "ours" else djb_bin) / "multilog"
+    r, w = pipe_held()
+    p = start_logger(prog, ["-*", "+up *", "=status"], r, tmp_path)
+    try:
+        for line in (b"up 1", b"ignored", b"up 2"):
+            os.write(w, line + b"\n")
+            if line.startswith(b"up"):
+                expected = line + b"\n" * (1001 - len(line))
+                wait_for(lambda: (tmp_path / "status").read_bytes() == expected, what=line.decode())
+    finally:
+        os.close(w)
+        p.wait(10)
+        os.close(r)
+
+
+def lines_upto(data: bytes, n: int) -> bytes:
+    """The whole lines of *data* that fit in its first *n* bytes."""
+    return data[: data.rindex(b"\n", 0, n) + 1]
+
+
+# !processor: each rotation of the later directories goes through `sh -c processor`.
+
+# Numbers its rotations in state, and upper-cases what it processes.
+PROCESSOR = 'n=$(cat <&4); n=$((${n:-0} + 1)); echo "rotation $n"; tr a-z A-Z; echo "$n" >&5\n'
+
+
+def test_processor_matches_djb(ours, djb_bin, tmp_path):
+    proc = tmp_path / "proc.sh"
+    proc.write_text(PROCESSOR)
+    script = ["s5000", "./plain", "n5", f"!sh {proc}", "./log", "n3", "!gzip", "./gz"]
+    data = lines_upto(rotation_input(5), 40000)
+    for who, prog in (("a", ours), ("b", djb_bin)):
+        (tmp_path / who).mkdir()
+        r = run(prog / "multilog", script, data, tmp_path / who)
+        assert r.returncode == 0, r.stderr
+    for d in ("plain", "log", "gz"):
+        assert layout(tmp_path / "a" / d) == layout(tmp_path / "b" / d), d
+    assert logs(tmp_path / "a" / "plain") == data
+    log = logs(tmp_path / "a" / "log")
+    assert log == logs(tmp_path / "b" / "log")
+    assert re.match(rb"rotation \d+\n\d{5} [A-Z]+\n", log), log[:100]
+    assert (tmp_path / "a" / "log" / "state").read_bytes() == (tmp_path / "b" / "log" / "state").read_bytes()
+    numbers = [int(n) for n in re.findall(rb"rotation (\d+)\n", log)]  # a file may end mid-line
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # state carried from one to the next
+    assert int((tmp_path / "a" / "log" / "state").read_bytes()) == numbers[-1] >= 5
+
+    def gunzipped(d: Path) -> bytes:
+        names = sorted(p.name for p in d.iterdir() if p.name.endswith(".s"))
+        return b"".join(gzip.decompress((d / n).read_bytes()) for n in names) + (d / "current").read_bytes()
+
+    assert gunzipped(tmp_path / "a" / "gz") == gunzipped(tmp_path / "b" / "gz")
+    assert data.endswith(gunzipped(tmp_path / "a" / "gz"))
+
+
+def test_failing_processor_is_run_again_like_djb(ours, djb_bin, tmp_path):
+    """The processor fails the first time (djb's pauses 5 s, ours 1 s), then works: nothing is lost."""
+    data = lines_upto(rotation_input(8), 9000)
+    err = {}
+    for who, prog in (("a", ours), ("b", djb_bin)):
+        (tmp_path / who).mkdir()
+        flaky = "if [ -e ../failed ]; then cat; else touch ../failed; exit 3; fi"
+        r = run(prog / "multilog", ["s4096", f"!{flaky}", "./log"], data, tmp_path / who)
+        assert r.returncode == 0, r.stderr
+        err[who] = r.stderr
+    assert layout(tmp_path / "a" / "log") == layout(tmp_path / "b" / "log")
+    assert logs(tmp_path / "a" / "log") == logs(tmp_path / "b" / "log") == data
+    assert err["b"] == b"multilog: warning: processor failed in ./log, pausing\n"
+    assert (
+        err["a"] == f"multilog: warning: processor {flaky} failed in ./log (exit code 3), pausing\n".encode()
+    )
+
+
+def start_failing(ours: Path, tmp_path: Path, stderr):
+    """A logger whose processor always fails, fed lines until it has tried the processor once."""
+    r, w = pipe_held()
+    p = start_logger(ours / "multilog", ["s4096", "!cat; exit 1", "./log"], r, tmp_path, stderr=stderr)
+    data = b"".join(b"%d\n" % i for i in range(2000))  # about 9 KB: one rotation at least
+    os.write(w, data)
+    return p, r, w, data
+
+
+def test_term_while_the_processor_fails_keeps_previous_and_drains(ours, tmp_path):
+    err = tmp_path / "stderr"
+    with open(err, "wb") as errf:
+        p, r, w, data = start_failing(ours, tmp_path, errf)
+    try:
+        wait_for(
+            lambda: b"failed in ./log (exit code 1), pausing" in err.read_bytes(),
+            what="the processor to fail",
+        )
+        assert p.poll() is None and (tmp_path / "log" / "previous").exists()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
+        assert b"giving up the processor in ./log at TERM" in err.read_bytes()
+        assert logs(tmp_path / "log") == data  # the unprocessed rotation kept as @....u, in order
+        assert [k for k, _, _ in layout(tmp_path / "log")][:1] == ["@.u"]
+        assert not (tmp_path / "log" / "previous").exists()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_sigkill_while_the_processor_fails_loses_nothing(ours, tmp_path):
+    p, r, w, data = start_failing(ours, tmp_path, subprocess.PIPE)
+    try:
+        wait_for(lambda: (tmp_path / "log" / "previous").exists(), what="a rotation")
+        time.sleep(0.5)  # the processor fails and is paused; the rest of the input waits in the pipe
+        p.kill()
+        p.wait()
+        os.close(w)
+        w = -1
+        nxt = start_logger(ours / "multilog", ["s4096", "./log"], r, tmp_path)
+        assert nxt.wait(10) == 0
+        # The unprocessed rotation is kept as @....u; the batch it cut is read again, so lines may repeat.
+        missing_numbers(logs(tmp_path / "log"), len(data.splitlines()))
+        assert "@.u" in [k for k, _, _ in layout(tmp_path / "log")]
+    finally:
+        os.close(r)
+        if w != -1:
+            os.close(w)
+
+
+# What a start makes of a directory whose logger died during a rotation through a processor.
+INTERRUPTED = {
+    "processor-running": {
+        "previous": (b"P\n", 0o744),
+        "processed": (b"half", 0o644),
+        "newstate": (b"2", 0o644),
+    },
+    "processed-complete": {
+        "previous": (b"P\n", 0o744),
+        "processed": (b"X\n", 0o744),
+        "newstate": (b"2", 0o644),
+    },
+    "before-processor": {"previous": (b"P\n", 0o744)},
+    "clean-current": {"previous": (b"P\n", 0o744), "processed": (b"X\n", 0o744)},
+}
+
+
+@pytest.mark.parametrize("case", INTERRUPTED)
+def test_start_after_an_interrupted_processor_matches_djb(ours, djb_bin, tmp_path, case):
+    for who, prog in (("a", ours), ("b", djb_bin)):
+        d = tmp_path / who / "log"
+        d.mkdir(parents=True)
+        files = {**INTERRUPTED[case], "state": (b"1", 0o644), "current": (b"C\n", 0o644)}
+        if case == "clean-current":
+            files["current"] = (b"C\n", 0o744)
+        for name, (content, mode) in files.items():
+            (d / name).write_bytes(content)
+            (d / name).chmod(mode)
+        r = run(prog / "multilog", ["./log"], b"new\n", tmp_path / who)
+        assert r.returncode == 0, r.stderr
+    la, lb = layout(tmp_path / "a" / "log"), layout(tmp_path / "b" / "log")
+    assert la == lb
+    assert logs(tmp_path / "a" / "log") == logs(tmp_path / "b" / "log")
+    for name in ("previous", "processed"):
+        pa, pb = tmp_path / "a" / "log" / name, tmp_path / "b" / "log" / name
+        assert pa.exists() == pb.exists() and (not pa.exists() or pa.read_bytes() == pb.read_bytes())

@@ -7,6 +7,7 @@ supervise's own exit code is printed by that sh.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import PidNamespace, cpu_seconds, make_service, wait_for, write_exec
+from tests.util import PidNamespace, comm, cpu_seconds, make_service, svstatus, wait_for, write_exec
 
 pytestmark = pytest.mark.usefixtures("have_unshare")
 
@@ -276,3 +277,152 @@ def test_down_signal_file_names_the_signal_d_sends(supervised, tmp_path):
     control(d, b"d")
     wait_for(lambda: pid_of(d) == 0, what="down through SIGHUP")
     assert marker.read_text() == "HUP\n"
+
+
+# A supervise that was SIGKILLed leaves its run behind: the next supervise must stop it first.
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* (a host pid) is a live process, not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def runs_in(svdir: Path) -> list[int]:
+    """Host pids of the live `run` processes working in *svdir*."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if (
+                comm(int(entry)) == "run"
+                and os.readlink(f"/proc/{entry}/cwd") == str(svdir)
+                and alive(int(entry))
+            ):
+                out.append(int(entry))
+        except OSError:
+            continue
+    return out
+
+
+def test_sigkilled_supervise_does_not_leave_the_service_running_twice(scanner, scandir, tmp_path):
+    lines = tmp_path / "lines"
+    d = make_service(
+        scandir, "a", f'i=0\nwhile :; do echo "$$ $i" >> {lines}; i=$((i + 1)); sleep 0.05; done'
+    )
+    s = scanner(scandir)
+    old_ns = wait_for(lambda: svstatus(d)[0], what="run to start")
+    old = s.ns.host_pid(old_ns)
+    os.kill(wait_for(lambda: s.supervisors().get("a"), what="a's supervise"), signal.SIGKILL)
+    new = wait_for(
+        lambda: runs_in(d) == [p := s.ns.host_pid(svstatus(d)[0])] and p != old and p,
+        timeout=5,
+        what="one run, the new one",
+    )
+    assert not alive(old)
+    assert (
+        f"supervise: warning: a: stopping orphaned run (pid {old_ns}) left by a previous supervise"
+        in s.output()
+    )
+    # From now on only the new run writes.
+    time.sleep(0.5)
+    size = lines.stat().st_size
+    time.sleep(1)
+    writers = {ln.split()[0] for ln in lines.read_bytes()[size:].decode().splitlines()}
+    assert writers == {str(svstatus(d)[0])}, (runs_in(d), new)
+
+
+def test_sigkilled_logger_supervise_does_not_lock_out_the_next_multilog(scanner, scandir, init_bin, tmp_path):
+    last = tmp_path / "last"
+    d = make_service(
+        scandir,
+        "a",
+        f'i=0\nwhile :; do echo "line $i"; echo "$i" > {last}.new; mv {last}.new {last}; i=$((i + 1)); done',
+        log="exec multilog t ./main",
+    )
+    main = d / "log" / "main"
+    s = scanner(scandir)
+    wait_for(lambda: (main / "current").stat().st_size > 1000, what="lines in log/main/current")
+    old_ns = svstatus(d / "log")[0]
+    os.kill(wait_for(lambda: s.supervisors().get("a/log"), what="the logger's supervise"), signal.SIGKILL)
+
+    def svstat() -> str:
+        return subprocess.run([init_bin / "svstat", d / "log"], capture_output=True, text=True).stdout
+
+    wait_for(
+        lambda: svstatus(d / "log")[0] not in (0, old_ns) and " up (pid " in svstat(), 5, what="a new logger"
+    )
+    up = svstatus(d / "log")[0]
+    time.sleep(1.5)  # the old code's second multilog failed every second here
+    assert svstatus(d / "log")[0] == up and " up (pid " in svstat()
+    assert "another multilog" not in s.output()
+    assert f"supervise: warning: log: stopping orphaned run (pid {old_ns})" in s.output()
+    # Stop the writer, then the logger (which logs what the pipe still holds): no line lost.
+    subprocess.run([init_bin / "svc", "-d", d], check=True)
+    wait_for(lambda: svstatus(d)[0] == 0, what="the service down")
+    subprocess.run([init_bin / "svc", "-d", d / "log"], check=True)
+    wait_for(lambda: svstatus(d / "log")[0] == 0, what="the logger down")
+    n = int(last.read_text())
+    names = sorted(p.name for p in main.iterdir() if p.name.startswith("@")) + ["current"]
+    text = b"".join((main / name).read_bytes() for name in names)
+    seen = {int(m) for m in re.findall(rb"^@[0-9a-f]{24} line (\d+)$", text, re.MULTILINE)}
+    missing = sorted(set(range(n + 1)) - seen)
+    assert not missing, f"{len(missing)} of {n + 1} lines lost, first {missing[:10]}"
+
+
+@pytest.mark.parametrize(
+    "where, leader, stopped",
+    [("elsewhere", True, False), ("service dir", False, False), ("service dir", True, True)],
+    ids=["cwd-elsewhere", "not-a-session-leader", "orphan"],
+)
+def test_stale_status_names_a_live_process(init_bin, tmp_path, where, leader, stopped):
+    """A status left by a supervise whose pid now belongs to another process (a container restarted, the
+    pids were reused) must not get that process killed: only a session leader working in the service
+    directory is taken for an orphaned run."""
+    d = make_service(tmp_path, "a", "exec sleep 1000")
+    (d / "supervise").mkdir()
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    pidfile, go = tmp_path / "sleep.pid", tmp_path / "go"
+    script = (
+        'cd "$3" && { if [ "$4" = yes ]; then setsid sleep 1000 & else sleep 1000 & fi; }; echo $! > "$5"\n'
+        'while [ ! -e "$6" ]; do sleep 0.02; done\n'
+        '"$1" "$2"; echo "supervise exited $?"; exec sleep 1000\n'
+    )
+    cwd = d if where == "service dir" else other
+    ns = PidNamespace(
+        [
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(init_bin / "supervise"),
+            str(d),
+            str(cwd),
+            "yes" if leader else "no",
+            str(pidfile),
+            str(go),
+        ],
+        tmp_path / "ns.log",
+    )
+    try:
+        sleep_ns = int(wait_for(lambda: pidfile.read_text().strip(), what="the sleep's pid"))
+        sleep = ns.host_pid(sleep_ns)
+        wait_for(lambda: comm(sleep) == "sleep", what="the sleep to start")  # after setsid
+        assert (os.getsid(sleep) == sleep) == leader
+        # What a supervise killed long ago left: an 18-byte record, up, with that pid.
+        label = 4611686018427387914 + int(time.time()) - 100
+        (d / "supervise" / "status").write_bytes(
+            label.to_bytes(8, "big") + bytes(4) + sleep_ns.to_bytes(4, "little") + b"\0u"
+        )
+        go.touch()
+        wait_for(lambda: pid_of(d) not in (0, sleep_ns), what="run to start")
+        assert alive(sleep) != stopped
+        warned = f"stopping orphaned run (pid {sleep_ns})" in ns.output()
+        assert warned == stopped, ns.output()
+    finally:
+        ns.close()

@@ -10,13 +10,25 @@
  *   nN         later directories keep N log files, current included (default 10, at least 2)
  *   -pattern   deselect the line if it matches pattern; +pattern select it; '*' as djb's match
  *   e          copy the selected line to stderr (its first 200 bytes and "..." when longer)
+ *   =file      write the selected line's first 1000 bytes, then newlines up to 1001 bytes, at the start
+ *              of file (created 0600 at start; as djb's, never truncated, so a longer file keeps its tail)
+ *   !processor later directories are rotated through `sh -c processor` (below)
  *   ./dir /dir append the selected line to dir/current; a full current is synced, made 0744 and
  *              renamed @<tai64n>.s, the oldest @ files are removed, and an empty current begins
- * Patterns and e see the first 1000 bytes of a line (with its label); directories get the whole line.
- * Processors (!prog) and =file are not supported.
+ * Patterns, e and =file see the first 1000 bytes of a line (with its label); directories get the whole
+ * line. As djb's, an action it does not know is ignored (with a warning), and so is a t that is not
+ * first: a logger that refused to start would back its service's output up.
+ *
+ * A processor, as djb's: the full current is synced, made 0744 and renamed `previous`, a new current
+ * begins, and `sh -c processor` runs in dir with previous on stdin, `processed` (new) on stdout, `state`
+ * on fd 4 and `newstate` (new) on fd 5. When it exits 0, processed is synced and made 0744, previous is
+ * removed, newstate becomes state and processed becomes @<tai64n>.s; otherwise it is run again after a
+ * pause, with a warning. Input waits meanwhile, in the pipe.
  *
  * On disk, as djb's: dir/lock is held with flock; at start a current left 0744 (closed cleanly) is
- * appended to, any other current (its writer died) is renamed @<tai64n>.u. At exit current is 0744.
+ * appended to; otherwise (its writer died) state and newstate are removed, a complete (0744) processed
+ * becomes @<tai64n>.s and previous is removed, or else previous becomes @<tai64n>.u, then current becomes
+ * @<tai64n>.u and state begins empty. At exit current is 0744.
  *
  * Nothing is lost. When stdin is a pipe (svscan keeps both ends open), input is peeked with tee(2)
  * into a private pipe, complete lines are written with write(2), and only then are their bytes read
@@ -39,12 +51,15 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "sv.h"
 
-#define USAGE "multilog script (actions: t sN nN -pattern +pattern e ./dir /dir)"
-#define LINEHEAD 1000     /* bytes of a line that patterns and e see, as djb's */
+extern char **environ;
+
+#define LINEHEAD 1000     /* bytes of a line that patterns, e and =file see, as djb's */
+#define EQLEN 1001        /* bytes =file writes: the line's head, then newlines */
 #define ESHOW 200         /* bytes of a line that e prints */
 #define OBUF 65536        /* output buffer of each directory */
 #define PAUSE_MS 1000     /* between retries of a failed write, rename ... */
@@ -57,12 +72,14 @@ struct logdir {
   unsigned long size;     /* sN */
   unsigned long num;      /* nN */
   unsigned long bytes;    /* size of current */
+  const char *processor;  /* !processor, or NULL */
   int selected;           /* the line in progress goes here */
   char *ob;
   size_t olen;
 };
 
 static char **script;
+static int *eqfd;        /* for each action, the fd of its =file, or -1 */
 static struct logdir *dirs;
 static int ndirs;
 static int flagstamp;    /* t */
@@ -85,14 +102,19 @@ static void on_signal(int sig)
   else flagalrm = 1;
 }
 
-/* A failure on dir/file (or dir): fatal while starting, otherwise warn, wait and let the caller retry. */
-static void pausing(const struct logdir *d, const char *what, const char *file)
+/* A failure on name/file (or name): fatal while starting, otherwise warn, wait and let the caller retry. */
+static void pausing_on(const char *name, const char *what, const char *file)
 {
   const char *sep = file ? "/" : "";
   if (!file) file = "";
-  if (starting) sv_diesys(EXIT_TEMP, "unable to %s %s%s%s", what, d->name, sep, file);
-  sv_warnsys("unable to %s %s%s%s, pausing", what, d->name, sep, file);
+  if (starting) sv_diesys(EXIT_TEMP, "unable to %s %s%s%s", what, name, sep, file);
+  sv_warnsys("unable to %s %s%s%s, pausing", what, name, sep, file);
   poll(NULL, 0, PAUSE_MS);
+}
+
+static void pausing(const struct logdir *d, const char *what, const char *file)
+{
+  pausing_on(d->name, what, file);
 }
 
 /* djb's match: '*' matches up to the first occurrence of the pattern's next byte, or all at the end. */
@@ -179,21 +201,107 @@ static void seal(struct logdir *d)
   while (fchmod(d->fd, 0744) == -1) pausing(d, "set mode of", "current");
 }
 
-/* Current is full: it becomes @<tai64n>.s and an empty current begins. */
+/* Moves fd to number to (which it leaves open across exec); in the processor's child, so errors are fatal. */
+static void child_fd(int fd, int to, const char *file)
+{
+  if (fd == -1) sv_diesys(EXIT_TEMP, "unable to open %s for the processor", file);
+  if (fd == to) return;
+  if (dup2(fd, to) == -1) sv_diesys(EXIT_TEMP, "unable to set up descriptors for the processor");
+  close(fd);
+}
+
+/* The processor's child: previous on 0, processed on 1, state on 4, newstate on 5, then sh -c. */
+static _Noreturn void exec_processor(const struct logdir *d)
+{
+  char *argv[] = { "sh", "-c", (char *)d->processor, NULL };
+  sv_child_signals();
+  if (fchdir(d->fddir) == -1) sv_diesys(EXIT_TEMP, "unable to switch to %s", d->name);
+  child_fd(open("previous", O_RDONLY), 0, "previous");
+  child_fd(open("processed", O_WRONLY | O_CREAT | O_TRUNC, 0644), 1, "processed");
+  child_fd(open("state", O_RDONLY), 4, "state");
+  child_fd(open("newstate", O_WRONLY | O_CREAT | O_TRUNC, 0644), 5, "newstate");
+  execve("/bin/sh", argv, environ);
+  sv_diesys(EXIT_TEMP, "unable to run %s", d->processor);
+}
+
+/* Opens dir/file for appending, syncs it and, unless mode is 0, sets its mode. */
+static void sync_file(struct logdir *d, const char *file, mode_t mode)
+{
+  int fd;
+  while ((fd = openat(d->fddir, file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) == -1)
+    pausing(d, "open", file);
+  while (fsync(fd) == -1) pausing(d, "sync", file);
+  while (mode && fchmod(fd, mode) == -1) pausing(d, "set mode of", file);
+  close(fd);
+}
+
+/* Whether a TERM came (its handler ran in ppoll) or waits (it is blocked everywhere else). */
+static int term_pending(void)
+{
+  sigset_t set;
+  return flagterm || (sigpending(&set) == 0 && sigismember(&set, SIGTERM) == 1);
+}
+
+/*
+ * Runs the processor on previous until it succeeds; then processed is the new @<tai64n>.s file. A failed
+ * processor is run again after a pause, as djb's; but once TERM has come, previous is kept unprocessed as
+ * @<tai64n>.u (what the next start would make of it) and the drain goes on.
+ */
+static void process(struct logdir *d)
+{
+  for (;;) {
+    int wstat = 0;
+    pid_t r, pid = fork();
+    if (pid == -1) { pausing(d, "fork for the processor in", NULL); continue; }
+    if (pid == 0) exec_processor(d);
+    while ((r = waitpid(pid, &wstat, 0)) == -1 && errno == EINTR) {}
+    if (r == -1) sv_warnsys("unable to wait for the processor in %s, pausing", d->name);
+    else if (WIFEXITED(wstat) && WEXITSTATUS(wstat) == 0) break;
+    else if (WIFSIGNALED(wstat))
+      sv_warn("processor %s in %s killed by signal %d, pausing", d->processor, d->name, WTERMSIG(wstat));
+    else
+      sv_warn("processor %s failed in %s (exit code %d), pausing", d->processor, d->name, WEXITSTATUS(wstat));
+    if (term_pending()) {
+      sv_warn("giving up the processor in %s at TERM: previous is kept unprocessed, as @<tai64n>.u",
+              d->name);
+      unlinkat(d->fddir, "processed", 0);
+      unlinkat(d->fddir, "newstate", 0);
+      archive(d, "previous", 'u');
+      return;
+    }
+    poll(NULL, 0, PAUSE_MS);
+  }
+  sync_file(d, "processed", 0744);
+  sync_file(d, "newstate", 0);
+  while (unlinkat(d->fddir, "previous", 0) == -1 && errno != ENOENT) pausing(d, "remove", "previous");
+  while (renameat(d->fddir, "newstate", d->fddir, "state") == -1)
+    pausing(d, "rename newstate to state in", NULL);
+  archive(d, "processed", 's');
+}
+
+/* Current is full: it becomes @<tai64n>.s (through the processor, if any) and an empty current begins. */
 static void rotate(struct logdir *d)
 {
   seal(d);
   close(d->fd);
-  archive(d, "current", 's');
+  if (!d->processor) {
+    archive(d, "current", 's');
+    open_current(d);
+    d->bytes = 0;
+    return;
+  }
+  while (renameat(d->fddir, "current", d->fddir, "previous") == -1)
+    pausing(d, "rename current to previous in", NULL);
   open_current(d);
   d->bytes = 0;
+  process(d);
 }
 
 /* Locks dir and opens current; an existing current is continued if 0744, else kept as @....u. */
 static void start_dir(struct logdir *d)
 {
   struct stat st;
-  int fd;
+  int fd, processed = 0;
   mkdir(d->name, 0700);
   d->fddir = open(d->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (d->fddir == -1) sv_diesys(EXIT_TEMP, "unable to open directory %s", d->name);
@@ -214,7 +322,16 @@ static void start_dir(struct logdir *d)
   }
   unlinkat(d->fddir, "state", 0);
   unlinkat(d->fddir, "newstate", 0);
-  archive(d, "previous", 'u');
+  /* A processor had finished with previous when processed is 0744: processed is the rotated file. */
+  if (fstatat(d->fddir, "processed", &st, 0) == 0) processed = (st.st_mode & 0100) != 0;
+  else if (errno != ENOENT) sv_diesys(EXIT_TEMP, "unable to stat %s/processed", d->name);
+  if (processed) {
+    unlinkat(d->fddir, "previous", 0);
+    archive(d, "processed", 's');
+  } else {
+    unlinkat(d->fddir, "processed", 0);
+    archive(d, "previous", 'u');
+  }
   archive(d, "current", 'u');
   fd = openat(d->fddir, "state", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd == -1) sv_diesys(EXIT_TEMP, "unable to write to %s/state", d->name);
@@ -295,6 +412,22 @@ static void put_selected(const char *p, size_t len)
     if (dirs[j].selected) dir_put(&dirs[j], p, len);
 }
 
+/* =file: the line's head, then newlines, 1001 bytes at the start of the file, as djb's. */
+static void eq_write(int fd, const char *file)
+{
+  char b[EQLEN];
+  size_t done = 0;
+  memcpy(b, line, linelen);
+  memset(b + linelen, '\n', EQLEN - linelen);
+  while (done < EQLEN) {
+    ssize_t w = pwrite(fd, b + done, EQLEN - done, (off_t)done);
+    if (w > 0) { done += (size_t)w; continue; }
+    if (w == -1 && errno == EINTR) continue;
+    if (w == 0) errno = EIO;
+    pausing_on(file, "write", NULL);
+  }
+}
+
 /* Runs the script on the head of the line in progress and sends the head where it is selected. */
 static void decide(void)
 {
@@ -302,6 +435,7 @@ static void decide(void)
   for (int i = 0; script[i]; ++i) {
     const char *a = script[i];
     switch (a[0]) {
+    case '=': if (sel) eq_write(eqfd[i], a + 1); break;
     case '+': if (!sel && match(a + 1, line, linelen)) sel = 1; break;
     case '-': if (sel && match(a + 1, line, linelen)) sel = 0; break;
     case 'e':
@@ -476,72 +610,78 @@ static void drain(void)
   }
 }
 
-static int number(const char *s, unsigned long *out)
+/* sN, nN: the number as djb's scan_ulong reads it (its leading digits, 0 when none), with a warning when
+   that is not the whole argument. */
+static unsigned long number(const char *a)
 {
   unsigned long x = 0;
-  if (!*s) return 0;
-  for (; *s; ++s) {
-    if (*s < '0' || *s > '9') return 0;
-    if (x < 100000000) x = x * 10 + (unsigned long)(*s - '0');
-  }
-  *out = x;
-  return 1;
+  const char *p = a + 1;
+  for (; *p >= '0' && *p <= '9'; ++p)
+    if (x < 100000000) x = x * 10 + (unsigned long)(*p - '0');
+  if (*p || p == a + 1) sv_warn("%s: not a number, read as %c%lu", a, a[0], x);
+  return x;
 }
 
-static _Noreturn void bad_action(const char *a, const char *why)
+/* =file: created 0600 if need be, relative to the starting directory, as djb's. */
+static int eq_open(const char *file)
 {
-  sv_warn("%s: %s", why, a);
-  sv_usage(USAGE);
+  int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd == -1) sv_diesys(EXIT_TEMP, "unable to create %s", file);
+  return fd;
 }
 
 static void parse(char **argv)
 {
   unsigned long size = 99999, num = 10;
+  const char *processor = NULL;
   int i, n = 0;
   script = argv;
   for (i = 0; argv[i]; ++i)
     if (argv[i][0] == '.' || argv[i][0] == '/') ++n;
   dirs = calloc((size_t)n + 1, sizeof *dirs);
-  if (!dirs) sv_die(EXIT_TEMP, "out of memory");
+  eqfd = calloc((size_t)i + 1, sizeof *eqfd);
+  if (!dirs || !eqfd) sv_die(EXIT_TEMP, "out of memory");
   plain = 1;
   for (i = 0; argv[i]; ++i) {
     const char *a = argv[i];
+    eqfd[i] = -1;
     switch (a[0]) {
     case 't':
-      if (a[1]) bad_action(a, "unknown action");
       if (i) sv_warn("t has effect only as the first action; ignored");
       else flagstamp = 1;
       plain = 0;
       break;
     case 's':
-      if (!number(a + 1, &size)) bad_action(a, "sN needs a number");
+      size = number(a);
       if (size < 4096) size = 4096;
       if (size > 16777215) size = 16777215;
       break;
     case 'n':
-      if (!number(a + 1, &num)) bad_action(a, "nN needs a number");
+      num = number(a);
       if (num < 2) num = 2;
       break;
-    case '+': case '-':
+    case '+': case '-': case 'e':
       plain = 0;
       break;
-    case 'e':
-      if (a[1]) bad_action(a, "unknown action");
+    case '=':
+      eqfd[i] = eq_open(a + 1);
       plain = 0;
+      break;
+    case '!':
+      processor = a + 1;
       break;
     case '.': case '/':
       dirs[ndirs].name = a;
       dirs[ndirs].size = size;
       dirs[ndirs].num = num;
+      dirs[ndirs].processor = processor;
       dirs[ndirs].selected = 1;
       dirs[ndirs].ob = malloc(OBUF);
       if (!dirs[ndirs].ob) sv_die(EXIT_TEMP, "out of memory");
       ++ndirs;
       break;
-    case '!': case '=':
-      bad_action(a, "action not supported by svinit's multilog");
     default:
-      bad_action(a, "unknown action");
+      sv_warn("unknown action ignored: %s", a);
     }
   }
 }

@@ -13,6 +13,13 @@
  *   - control letters q (QUIT), 1 (USR1), 2 (USR2), w (WINCH), as daemontools-encore.
  *   - DIR/down-signal, as s6: the signal `d` sends instead of TERM (a name such as SIGHUP, or a number),
  *     for services such as an interactive shell, which ignores TERM. Read at each `d`.
+ *   - a run left behind by a supervise that was SIGKILLed (the pid in supervise/status, alive, a session
+ *     leader whose working directory is DIR) is stopped before run starts again: down-signal (or TERM)
+ *     and CONT to its process group, KILL after ORPHAN_GRACE_MS. So a service never runs twice, and a
+ *     logger's orphan does not keep log/main/lock.
+ *
+ * As djb's, `u` or `o` while run is down starts it even when `x` follows (`svc -ox` runs once, then
+ * supervise exits); letters after an `x` that finds the service down are not read.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +36,8 @@
 
 #define RESTART_MS 1000
 #define FINISH_TIMEOUT_MS 5000
+#define ORPHAN_GRACE_MS 1000  /* from the down-signal to KILL, for a run a killed supervise left */
+#define ORPHAN_NAP_MS 10      /* between checks that it is gone */
 
 extern char **environ;
 
@@ -40,7 +49,7 @@ static pid_t finpid;         /* finish, 0 when not running */
 static int64_t fin_deadline;
 static int paused;
 static int want = 'u';       /* 'u', 'd', or 0 for "once" */
-static int once_pending;     /* `o` arrived while a start had to wait */
+static int start_pending;    /* `u` or `o` arrived while run was down: start it even if `x` follows */
 static int flagexit;
 static int broken;           /* errno of the last failed start of run, 0 when none */
 static int64_t last_start = -RESTART_MS;
@@ -61,7 +70,7 @@ static void announce(void)
   if (pid) st.state = SV_STATE_RUN;
   else if (finpid) st.state = SV_STATE_FINISH;
   else if (broken) st.state = SV_STATE_BROKEN;
-  else if (want == 'u' || once_pending) st.state = SV_STATE_WAIT;
+  else if (want == 'u' || start_pending) st.state = SV_STATE_WAIT;
   else st.state = SV_STATE_DOWN;
   sv_status_pack(buf, &st);
   if (sv_replace_file(SV_STATUS, SV_STATUS_NEW, buf, sizeof buf) == -1)
@@ -112,7 +121,7 @@ static void trystart(void)
   int err = 0;
 
   last_start = sv_now_ms();
-  once_pending = 0;
+  start_pending = 0;
   if (stat(SV_RUN, &st) == -1) err = errno;
   else if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)) err = EACCES;
   else {
@@ -209,13 +218,14 @@ static int downsignal(void)
 static void control(char c)
 {
   switch (c) {
-  case 'u': want = 'u'; announce(); break;
+  case 'u': want = 'u'; if (!pid) start_pending = 1; announce(); break;
   case 'd':
     want = 'd';
+    start_pending = 0;
     if (pid) { kill(pid, downsignal()); kill(pid, SIGCONT); paused = 0; }
     announce();
     break;
-  case 'o': want = 0; if (!pid) once_pending = 1; announce(); break;
+  case 'o': want = 0; if (!pid) start_pending = 1; announce(); break;
   case 'p': paused = 1; announce(); sendsig(SIGSTOP); break;
   case 'c': paused = 0; announce(); sendsig(SIGCONT); break;
   case 'x': flagexit = 1; announce(); break;
@@ -232,6 +242,73 @@ static void control(char c)
   }
 }
 
+/* x took effect: the service is down, finish is done, and no `u` or `o` waits to start it. */
+static int done(void)
+{
+  return flagexit && !pid && !finpid && !start_pending;
+}
+
+/*
+ * Whether P is a run that a previous supervise of this directory left: alive, a session leader (spawn
+ * gives run a session of its own) and working in this directory. The last two guard against a stale
+ * status whose pid now belongs to another process (after a container restart, say). A zombie has no
+ * working directory, so it counts as gone.
+ */
+static int left_here(pid_t p)
+{
+  char path[32];
+  struct stat here, there;
+  if (p <= 1 || p == getpid() || getsid(p) != p) return 0;
+  snprintf(path, sizeof path, "/proc/%d/cwd", (int)p);
+  if (stat(path, &there) == -1) return 0;
+  if (stat(".", &here) == -1) return 0;
+  return here.st_dev == there.st_dev && here.st_ino == there.st_ino;
+}
+
+/* The pid in supervise/status when it names a run left here; 0 otherwise. */
+static pid_t orphan(void)
+{
+  unsigned char buf[SV_STATUS_LEN];
+  struct sv_status st;
+  ssize_t r;
+  int fd = open(SV_STATUS, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) {
+    if (errno != ENOENT) sv_warnsys("unable to read %s/%s", dir, SV_STATUS);
+    return 0;
+  }
+  while ((r = read(fd, buf, sizeof buf)) == -1 && errno == EINTR) {}
+  if (r == -1) sv_warnsys("unable to read %s/%s", dir, SV_STATUS);
+  close(fd);
+  if (r < SV_STATUS_DJB) return 0;
+  sv_status_unpack(buf, (size_t)r, &st);
+  if (st.pid > (uint32_t)INT32_MAX || !left_here((pid_t)st.pid)) return 0;
+  return (pid_t)st.pid;
+}
+
+/*
+ * Stops a run that a SIGKILLed supervise left (svscan has started us in its place): the down-signal and
+ * CONT to its process group, KILL after ORPHAN_GRACE_MS, and waits until it is gone. Otherwise run would
+ * run twice, or a logger's orphan would keep log/main/lock and the new multilog fail for good.
+ */
+static void stop_orphan(void)
+{
+  pid_t p = orphan();
+  int64_t deadline;
+  int killed = 0;
+  if (!p) return;
+  sv_warn("%s: stopping orphaned run (pid %d) left by a previous supervise", dir, (int)p);
+  if (kill(-p, downsignal()) == -1 && errno != ESRCH) sv_warnsys("unable to signal pid %d", (int)p);
+  if (kill(-p, SIGCONT) == -1 && errno != ESRCH) sv_warnsys("unable to signal pid %d", (int)p);
+  deadline = sv_now_ms() + ORPHAN_GRACE_MS;
+  while (left_here(p)) {
+    if (!killed && sv_now_ms() >= deadline) {
+      if (kill(-p, SIGKILL) == -1 && errno != ESRCH) sv_warnsys("unable to kill pid %d", (int)p);
+      killed = 1;
+    }
+    poll(NULL, 0, ORPHAN_NAP_MS);
+  }
+}
+
 static void setup(void)
 {
   struct stat st;
@@ -243,7 +320,7 @@ static void setup(void)
 
   if (sv_mkdir_follow(SV_SUPERVISE_DIR, 0700) == -1)
     sv_diesys(EXIT_TEMP, "unable to create %s/%s", dir, SV_SUPERVISE_DIR);
-  fd = open(SV_LOCK, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  fd = open(SV_LOCK, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd == -1) sv_diesys(EXIT_TEMP, "unable to acquire %s/%s", dir, SV_LOCK);
   if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
     if (errno == EWOULDBLOCK)
@@ -251,6 +328,7 @@ static void setup(void)
              dir, SV_LOCK, dir);
     sv_diesys(EXIT_TEMP, "unable to acquire %s/%s", dir, SV_LOCK);
   }
+  stop_orphan(); /* before announce() overwrites the status that names it */
 
   if (sv_fifo_make(SV_CONTROL, 0600) == -1) sv_diesys(EXIT_TEMP, "unable to create %s/%s", dir, SV_CONTROL);
   fdcontrol = open(SV_CONTROL, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -293,13 +371,13 @@ int main(int argc, char **argv)
     struct timespec ts, *tsp = NULL;
     int64_t now = sv_now_ms(), wait_ms = -1;
 
-    if (flagexit && !pid && !finpid) break;
+    if (done()) break;
     if (finpid && now >= fin_deadline) {
       sv_warn("%s/%s ran longer than %d ms: killing it", dir, SV_FINISH, FINISH_TIMEOUT_MS);
       kill(finpid, SIGKILL);
       fin_deadline = now + FINISH_TIMEOUT_MS;
     }
-    if (!pid && !finpid && !flagexit && (want == 'u' || once_pending)) {
+    if (!pid && !finpid && (start_pending || (want == 'u' && !flagexit))) {
       if (now - last_start >= RESTART_MS) trystart();
       if (!pid) wait_ms = last_start + RESTART_MS - now;
     }
@@ -324,7 +402,7 @@ int main(int argc, char **argv)
     if (pfd.revents & POLLIN) {
       char buf[64];
       ssize_t r = read(fdcontrol, buf, sizeof buf);
-      for (ssize_t i = 0; i < r; ++i) control(buf[i]);
+      for (ssize_t i = 0; i < r && !done(); ++i) control(buf[i]);
     }
   }
   announce();
