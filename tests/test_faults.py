@@ -20,7 +20,7 @@ import pytest
 
 from svinit.checks import Evidence, read_scan_tree, verdict
 from svinit.container import ContainerMachine
-from svinit.machine import Timeout, retry
+from svinit.machine import CommandFailed, Timeout, retry
 from svinit.svstat import NotSupervised, Status
 from tests.util import make_service, write_exec
 
@@ -159,7 +159,7 @@ def rescan(m: ContainerMachine) -> None:
 def status_or_none(m: ContainerMachine, name: str) -> Status | None:
     try:
         return m.service_status(name)
-    except NotSupervised:
+    except (NotSupervised, CommandFailed):  # while its supervise is being restarted
         return None
 
 
@@ -256,7 +256,6 @@ def test_sigkill_while_writing_recovers_and_loses_no_line(svinit_container_facto
     victims = [p.pid for p in processes(m) if match(p)]
     assert len(victims) == 1, victims
     m.succeed(f"kill -KILL {victims[0]}")
-    t0 = time.monotonic()
     problem: list[str] = []
 
     def ok() -> bool:
@@ -268,7 +267,6 @@ def test_sigkill_while_writing_recovers_and_loses_no_line(svinit_container_facto
     except Timeout:
         table = "\n".join(f"  {p.pid} {p.ppid} {p.state} {p.cwd} {p.args}" for p in processes(m))
         pytest.fail(f"4 s after SIGKILL of the {target} ({victims[0]}): {problem[0]}\n{table}")
-    took = time.monotonic() - t0
     time.sleep(0.5)  # the writer goes on writing through the new tree
     stop_and_judge(m)
     counts = read_counts(root / "seq" / "count")
@@ -278,7 +276,6 @@ def test_sigkill_while_writing_recovers_and_loses_no_line(svinit_container_facto
         numbers = seq_numbers(logdir_lines(root / "seq" / "log" / "main"))
     assert numbers, "no line of the writer logged"
     assert lost_lines(numbers, counts, rotated_away=target == "svscan-log") == {}, numbers.keys()
-    assert took < m.timeout(4)
 
 
 # ---------------------------------------------------------------------------------------------------
