@@ -194,7 +194,7 @@ def judged_stop(m: ContainerMachine) -> dict[str, Any]:
     ev = Evidence(m.name, 0.0, exit_code=r.exit_code, stop_seconds=r.seconds)
     ev.status_after, ev.logs_before, ev.logs_after = status, before, after
     v = verdict(ev, stop_limit=1.0)
-    failed = [c.name for c in v.failed if c.name != "stop time"]
+    failed = [c.name for c in v.failed if c.name not in ("boot", "stop time")]
     return {"exit": r.exit_code, "stop_s": round(r.seconds, 3), "failed": failed}
 
 

@@ -115,6 +115,7 @@ def stop_and_judge(m: ContainerMachine, limit: float = STOP_LIMIT) -> Evidence:
     ev = Evidence(m.name, 0.0, exit_code=r.exit_code, stop_seconds=r.seconds)
     ev.status_after, ev.logs_before, ev.logs_after = status, before, after
     v = verdict(ev, stop_limit=limit)
+    v.checks = [c for c in v.checks if c.name != "boot"]  # not judged here
     assert v.clean, v.table() + "\n" + m.logs()[-2000:]
     return ev
 
@@ -185,7 +186,7 @@ def test_docker_stop_soon_after_docker_run_exits_0(svinit_container_factory, del
     """The bug: a TERM that reaches process 1 before stage 1's trap exists is dropped; Docker then
     SIGKILLs after its 10 s (exit 137)."""
     results = []
-    for _ in range(3 if delay == 0 else 2):
+    for _ in range(4 if delay < 0.05 else 2):  # the race is likeliest early
         m = svinit_container_factory(wait=False)
         time.sleep(delay)
         r = m.shutdown()
