@@ -669,8 +669,7 @@ def bench_docker(fig: Figures, tmp: Path) -> dict:
         time.sleep(1)
         m.container.unpause()
         time.sleep(0.5)
-        r = judged_stop(m)
-        return r
+        return judged_stop(m)
 
     out["pause"] = r = run_container(pause)
     fig.add(
