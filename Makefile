@@ -15,6 +15,7 @@ bench: setup
 	$(VENV)/python bench/supervision.py
 	$(VENV)/python bench/container.py
 	$(VENV)/python bench/vm.py
+	$(VENV)/python bench/faults.py
 
 setup:
 	.ci/setup
