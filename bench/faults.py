@@ -43,11 +43,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from svinit.build import build_container, build_vm, vm_dir  # noqa: E402
-from svinit.checks import Evidence, make_data_disk, read_scan_tree, verdict, verify_disk  # noqa: E402
-from svinit.container import ContainerMachine, docker_client  # noqa: E402
+from svinit.container import ContainerMachine  # noqa: E402
+from svinit.disks import make_data_disk, verify_disk  # noqa: E402
+from svinit.dockerd import docker_client  # noqa: E402
+from svinit.evidence import Evidence, read_scan_tree  # noqa: E402
 from svinit.machine import MachineError  # noqa: E402
+from svinit.qemu.machine import QemuMachine  # noqa: E402
 from svinit.svstat import StatusFormatError  # noqa: E402
-from svinit.vm import QemuMachine  # noqa: E402
+from svinit.verdicts import verdict  # noqa: E402
 
 IMAGE = "svinit:alpine"
 DELAYS_MS = [0, 10, 50, 100, 300]

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from svinit.checks import Evidence, read_scan_tree, verdict
 from svinit.container import ContainerMachine
+from svinit.evidence import Evidence, read_scan_tree
 from svinit.machine import CommandFailed, Timeout, retry
 from svinit.svstat import NotSupervised, Status
+from svinit.verdicts import verdict
 from tests.util import make_service, write_exec
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from svinit.checks import make_data_disk, verify_disk
+from svinit.disks import make_data_disk, verify_disk
 
 pytestmark = [
     pytest.mark.slow,
