@@ -15,6 +15,8 @@
  * When stage 1 fails, or svscan cannot be run: where process 1 may exit (a container, or not process 1)
  * init exits with stage 1's code (111 for its own failures); on a VM (the initial PID namespace, where
  * the kernel panics when process 1 exits) it gives a shell on the console and then tries again.
+ * In an initramfs whose stage 1 leaves /.svinit-switch-root (the disk layout of a VM), init moves the
+ * root it names over / and execs that root's /sbin/init instead (see switch_root).
  * Not process 1 (docker run --init, unshare without --fork): it makes itself a child subreaper, so the
  * orphans of what it runs come back to it, and to svscan after it.
  * svinit's state directory, $SVINIT_RUN, is chosen here once and passed on: as set, else /run/svinit;
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -126,6 +129,38 @@ static int line(FILE *f, char *buf, size_t size)
   return n ? 0 : -1;
 }
 
+/* Raises each noted signal again, held: it stays pending across exec, for the next program. */
+static void hand_over(int *noted)
+{
+  for (int s = 1; s < NSIG; ++s)
+    if (noted[s]) { kill(getpid(), s); noted[s] = 0; }
+}
+
+/*
+ * An initramfs's stage 1 (the disk layout's) mounts the real root and names it in SWITCH_ROOT: process 1
+ * then moves that root over /, and execs its /sbin/init (svinit's init again, which runs the image's own
+ * stage 1) with the held signals still pending. The initramfs's files are left in memory (a few MB).
+ * Returns only when there is nothing to switch to, or the switch failed (said).
+ */
+#define SWITCH_ROOT "/.svinit-switch-root"
+static void switch_root(int *noted)
+{
+  char root[4096];
+  char *argv[] = { "/sbin/init", NULL };
+  FILE *f = fopen(SWITCH_ROOT, "re");
+  if (!f) return;
+  if (line(f, root, sizeof root) == -1) { fclose(f); sv_warn("%s names no root", SWITCH_ROOT); return; }
+  fclose(f);
+  unlink(SWITCH_ROOT);
+  if (chdir(root) == -1 || mount(".", "/", NULL, MS_MOVE, NULL) == -1 || chroot(".") == -1 || chdir("/") == -1) {
+    sv_warnsys("unable to switch the root to %s", root);
+    return;
+  }
+  hand_over(noted);
+  execve(argv[0], argv, environ);
+  sv_warnsys("unable to run /sbin/init of the new root %s", root);
+}
+
 /* Execs svscan as described by $SVINIT_RUN/svscan; returns only when it cannot. */
 static void exec_svscan(void)
 {
@@ -199,8 +234,8 @@ int main(int argc, char **argv)
     int wstat = stage1(argc, argv, noted, &set);
     int code = WIFEXITED(wstat) ? WEXITSTATUS(wstat) : 128 + WTERMSIG(wstat);
     if (code == 0) {
-      for (int s = 1; s < NSIG; ++s)
-        if (noted[s]) kill(getpid(), s); /* blocked: it stays pending across exec, for svscan */
+      if (getpid() == 1) switch_root(noted);
+      hand_over(noted);
       exec_svscan();
       code = EXIT_TEMP;
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 from svinit import ROOT
 from svinit.build.cpio import write_initramfs
 from svinit.build.disk import build_root_disk
-from svinit.build.init import install_init
+from svinit.build.init import build_init, install_init
 from svinit.build.modules import add_modules, kernel_modules, read_wanted
 from svinit.build.sources import (
     CONTAINER_INPUTS,
@@ -149,7 +149,10 @@ def build_vm(
             cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip()
         else:
             log.info("assembling the initramfs of the disk layout (it mounts root.img and switch_roots)")
-            shutil.copy2(ROOT / "images/initramfs/init-disk", tree / "init")
+            # svinit's init is process 1 from the first instruction; init-disk is its stage 1 here
+            shutil.copy2(build_init() / "init", tree / "init")
+            (tree / "usr/lib/svinit").mkdir(parents=True)
+            shutil.copy2(ROOT / "images/initramfs/init-disk", tree / "usr/lib/svinit/stage1")
             cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip() + " root=LABEL=svroot"
             build_root_disk(out / "root.img", kdir, version, modules, e2fsck, overlay=overlay)
         write_initramfs(tree, out / "initramfs.img")
