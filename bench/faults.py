@@ -49,6 +49,7 @@ from svinit.dockerd import docker_client  # noqa: E402
 from svinit.evidence import Evidence, read_scan_tree  # noqa: E402
 from svinit.machine import MachineError  # noqa: E402
 from svinit.qemu.machine import QemuMachine  # noqa: E402
+from svinit.servicedir import KEEP_ALL_LOG, NUMBERED_WRITER  # noqa: E402
 from svinit.svstat import StatusFormatError  # noqa: E402
 from svinit.verdicts import verdict  # noqa: E402
 
@@ -59,21 +60,9 @@ SIGNALS = {"INT": "stops", "HUP": "runs", "USR1": "stops", "USR2": "stops", "PWR
 SIGNALS |= {"QUIT": "runs", "WINCH": "runs"}
 VM_WAYS = ["poweroff", "acpi", "ctrl-alt-del", "reboot", "halt"]
 
-# The writer: numbered lines "seq PID N" as fast as it can (PACE: a 10 ms pause every PACE lines) until
-# TERM, then "PID COUNT" appended to ./count. PID tells a restarted writer's lines apart.
-WRITER = """#!/bin/sh
-exec 2>./err
-trap 'stop=1' TERM
-pace={pace}
-i=0
-stop=
-while [ -z "$stop" ]; do
-  echo "seq $$ $i" && i=$((i + 1))
-  [ "$pace" -gt 0 ] && [ $((i % pace)) -eq 0 ] && sleep 0.01
-done
-echo "$$ $i" >> ./count
-"""
-KEEP_ALL = "#!/bin/sh\nexec multilog t s16777215 n100 ./main\n"
+# The writer (the library's, as the tests use it), as whole scripts.
+WRITER = "#!/bin/sh\n" + NUMBERED_WRITER + "\n"
+KEEP_ALL = "#!/bin/sh\n" + KEEP_ALL_LOG + "\n"
 SLEEPER = "#!/bin/sh\nexec sleep 100000\n"
 
 # Orphans at a given rate: each loop forks a child that forks a grandchild and exits at once, so the

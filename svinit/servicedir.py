@@ -33,3 +33,21 @@ def svstatus(svdir: Path) -> tuple[int, str]:
     except OSError:
         return 0, ""
     return int.from_bytes(st[12:16], "little"), chr(st[18]) if len(st) > 18 else ""
+
+
+#: The body of a run script that writes numbered lines "seq PID N" as fast as it can (with PACE > 0, a
+#: pause of 10 ms every PACE lines) until TERM, then appends "PID COUNT" to ./count: the fault campaign's
+#: writer (tests and bench/faults.py). A write interrupted by TERM writes nothing (a pipe write under
+#: PIPE_BUF is all or nothing) and is not counted; PID tells a restarted writer's lines apart.
+NUMBERED_WRITER = """exec 2>./err
+trap 'stop=1' TERM
+pace={pace}
+i=0
+stop=
+while [ -z "$stop" ]; do
+  echo "seq $$ $i" && i=$((i + 1))
+  [ "$pace" -gt 0 ] && [ $((i % pace)) -eq 0 ] && sleep 0.01
+done
+echo "$$ $i" >> ./count"""
+#: The body of a log/run that keeps every line (rotated files of 16 MB, 100 of them).
+KEEP_ALL_LOG = "exec multilog t s16777215 n100 ./main"

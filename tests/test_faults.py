@@ -21,6 +21,7 @@ import pytest
 from svinit.container import ContainerMachine
 from svinit.evidence import Evidence, read_scan_tree
 from svinit.machine import CommandFailed, Timeout, retry
+from svinit.servicedir import KEEP_ALL_LOG, NUMBERED_WRITER
 from svinit.svstat import NotSupervised, Status
 from svinit.verdicts import verdict
 from tests.util import make_service, write_exec
@@ -29,22 +30,8 @@ pytestmark = pytest.mark.slow
 
 STOP_LIMIT = 5.0
 
-# A writer of numbered lines "seq PID N", as fast as it can (or, with PACE, a pause of 10 ms every PACE
-# lines), until TERM; then it appends "PID COUNT" to ./count. A write interrupted by TERM writes nothing
-# (a pipe write under PIPE_BUF is all or nothing) and is not counted. PID tells the instances apart: a
-# SIGKILLed writer is restarted by its supervise and counts from 0 again.
-WRITER = """exec 2>./err
-trap 'stop=1' TERM
-pace={pace}
-i=0
-stop=
-while [ -z "$stop" ]; do
-  echo "seq $$ $i" && i=$((i + 1))
-  [ "$pace" -gt 0 ] && [ $((i % pace)) -eq 0 ] && sleep 0.01
-done
-echo "$$ $i" >> ./count"""
-#: A logger that keeps every line (rotated files of 16 MB, 100 of them).
-KEEP_ALL = "exec multilog t s16777215 n100 ./main"
+WRITER = NUMBERED_WRITER
+KEEP_ALL = KEEP_ALL_LOG
 
 
 def writer(pace: int = 0) -> str:
