@@ -46,7 +46,7 @@ from svinit.build import build_container, build_vm, vm_dir  # noqa: E402
 from svinit.container import ContainerMachine  # noqa: E402
 from svinit.disks import make_data_disk, verify_disk  # noqa: E402
 from svinit.dockerd import docker_client  # noqa: E402
-from svinit.evidence import Evidence, read_scan_tree  # noqa: E402
+from svinit.evidence import collect_stop  # noqa: E402
 from svinit.machine import MachineError  # noqa: E402
 from svinit.qemu.machine import QemuMachine  # noqa: E402
 from svinit.servicedir import KEEP_ALL_LOG, NUMBERED_WRITER  # noqa: E402
@@ -179,15 +179,10 @@ def container_log(m: ContainerMachine, logdir: str) -> list[str]:
 def judged_stop(m: ContainerMachine) -> dict[str, Any]:
     """docker stop (-t 10), judged by the library's verdict: exit code, stop time, order, logs (the
     failed checks but the stop time, which the figures give)."""
-    scandir = m.scandir()
-    _, before = read_scan_tree(m.archive(scandir))
-    r = m.shutdown()
-    status, after = read_scan_tree(m.archive(scandir))
-    ev = Evidence(m.name, 0.0, exit_code=r.exit_code, stop_seconds=r.seconds)
-    ev.status_after, ev.logs_before, ev.logs_after = status, before, after
+    ev = collect_stop(m)
     v = verdict(ev, stop_limit=1.0)
     failed = [c.name for c in v.failed if c.name not in ("boot", "stop time")]
-    return {"exit": r.exit_code, "stop_s": round(r.seconds, 3), "failed": failed}
+    return {"exit": ev.exit_code, "stop_s": round(ev.stop_seconds, 3), "failed": failed}
 
 
 def run_container(fn: Callable[[ContainerMachine], dict], **options: Any) -> dict[str, Any]:

@@ -197,3 +197,15 @@ def collect_vm(
         shutdown=res,
         disks=[verify_disk(d) for d in disks],
     )
+
+
+def collect_stop(m: ContainerMachine) -> Evidence:
+    """docker stop of a running container, with the scan tree read before and after: the evidence of
+    the stop alone (the boot was the caller's to wait for). The fault campaign judges each stop so."""
+    scandir = m.scandir()
+    _, before = read_scan_tree(m.archive(scandir))
+    r = m.shutdown()
+    status, after = read_scan_tree(m.archive(scandir))
+    ev = Evidence(m.name, 0.0, exit_code=r.exit_code, stop_seconds=r.seconds)
+    ev.status_after, ev.logs_before, ev.logs_after = status, before, after
+    return ev

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from svinit.container import ContainerMachine
-from svinit.evidence import Evidence, read_scan_tree
+from svinit.evidence import Evidence, collect_stop
 from svinit.machine import CommandFailed, Timeout, retry
 from svinit.servicedir import KEEP_ALL_LOG, NUMBERED_WRITER
 from svinit.svstat import NotSupervised, Status
@@ -96,12 +96,7 @@ def container_log_lines(m: ContainerMachine, logdir: str) -> list[str]:
 def stop_and_judge(m: ContainerMachine, limit: float = STOP_LIMIT) -> Evidence:
     """docker stop, judged by the library's verdict (exit code, stop time, order, logs complete); the
     boot is not judged here (the caller waited for what it needs). Returns the evidence."""
-    scandir = m.scandir()
-    _, before = read_scan_tree(m.archive(scandir))
-    r = m.shutdown()
-    status, after = read_scan_tree(m.archive(scandir))
-    ev = Evidence(m.name, 0.0, exit_code=r.exit_code, stop_seconds=r.seconds)
-    ev.status_after, ev.logs_before, ev.logs_after = status, before, after
+    ev = collect_stop(m)
     v = verdict(ev, stop_limit=limit)
     v.checks = [c for c in v.checks if c.name != "boot"]  # not judged here
     assert v.clean, v.table() + "\n" + m.logs()[-2000:]
