@@ -5,11 +5,13 @@
 # originals, so services run from the read-only originals (/run being noexec) and their state
 # (supervise/, down files) is written in /run. Also removes a leftover shutdown service, as the seed says.
 
-# Mirrors SRC as DST, without supervise/ (state, not definition).
+# Mirrors SRC as DST, without supervise/ and FIFOs (state, such as an earlier boot's .svscan/control, not
+# definition).
 sv_shadow() {  # SRC DST
   mkdir -p "$2" || return 1
   for f in "$1"/* "$1"/.[!.]*; do
     [ -e "$f" ] || [ -L "$f" ] || continue
+    [ -p "$f" ] && continue
     case ${f##*/} in supervise) continue ;; esac
     if [ -d "$f" ] && [ ! -L "$f" ]; then
       sv_shadow "$f" "$2/${f##*/}"

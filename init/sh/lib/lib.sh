@@ -5,10 +5,11 @@ SVINIT_LIB=${SVINIT_LIB:-/usr/lib/svinit}
 # svinit's programs: found after what PATH has (djb's svc and svstat first, when SVINIT_PATH says so)
 case :$PATH: in *":$SVINIT_LIB/bin:"*) ;; *) PATH=$PATH:$SVINIT_LIB/bin ;; esac
 # svinit's state: /run/svinit, or, for a user who cannot write there (docker run --user 1000), the
-# place /sbin/init chose instead: /tmp/svinit-UID (its own, 0700).
+# place /sbin/init chose instead: /tmp/svinit-UID (its own, 0700). A /run/svinit this user cannot write
+# is another's (root's, left by an earlier boot of the same root): not this one's.
 if [ -z "${SVINIT_RUN:-}" ]; then
   SVINIT_RUN=/run/svinit
-  [ -d "$SVINIT_RUN" ] || [ ! -d "/tmp/svinit-$(id -u)" ] || SVINIT_RUN=/tmp/svinit-$(id -u)
+  [ -w "$SVINIT_RUN" ] || [ ! -d "/tmp/svinit-$(id -u)" ] || SVINIT_RUN=/tmp/svinit-$(id -u)
 fi
 SVINIT_ETC=${SVINIT_ETC:-/etc/svinit}
 # The shutdown service poweroff links into the scan directory (svinit/guest.py: SHUTDOWN_SERVICE).
