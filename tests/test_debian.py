@@ -25,6 +25,8 @@ GET = (
     ' print $s "GET /$ARGV[0] HTTP/1.0\\r\\n\\r\\n"; my $l = <$s>; print $l; exit($l =~ / 404 / ? 0 : 1)'
 )
 REQUESTS = 20
+#: cat of a file under the scan directory, wherever stage 1 put it.
+SCANDIR_CAT = '. /usr/lib/svinit/lib.sh; cat "$(sv_scandir)"/'
 
 ROOT_UP = ["nginx", "nginx/log", "cron", "cron/log", "svscan-log"]
 USER_UP = ["nginx", "nginx/log", "cron/log", "svscan-log"]
@@ -126,10 +128,6 @@ def test_boots_and_stops_cleanly_with_every_line_logged(debian_image, opts, uid,
             access = [ln for ln in text.splitlines() if '"GET /req-' in ln]
             got = [ln.split('"GET /')[1].split()[0] for ln in access]
             assert got == [f"req-{i}" for i in range(REQUESTS)] and text.endswith("\n"), text[-2000:]
-
-
-#: cat of a file under the scan directory, wherever stage 1 put it.
-SCANDIR_CAT = '. /usr/lib/svinit/lib.sh; cat "$(sv_scandir)"/'
 
 
 @slow

@@ -77,8 +77,9 @@ def debian_rootfs_tar() -> Path:
             said = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise FetchError(
                 f"mmdebstrap failed (exit {proc.returncode}) making the Debian base: {' '.join(argv)}\n"
-                f"{said}\nCheck that deb.debian.org is reachable (apt-get update works) and that "
-                "debian-archive-keyring is installed; as non-root mmdebstrap needs user namespaces or "
+                f"{said}\nCheck that deb.debian.org is reachable (apt-get update works), that "
+                "debian-archive-keyring is installed and that bookworm has each package of INCLUDE in "
+                "svinit/fetch/debian_base.py; as non-root mmdebstrap needs user namespaces or "
                 "fakechroot, so run it as root"
             )
         partial.rename(tar)
