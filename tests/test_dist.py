@@ -152,3 +152,57 @@ def test_boots_and_stops_cleanly_with_every_line_logged(images, base, opts):
     if "--read-only" not in opts:  # a read-only root keeps its logs in /run, a tmpfs gone now
         text = r.log("ticker")
         assert text.rstrip("\n").endswith("stopping"), text[-200:]
+
+
+def broken(image: str, tag: str, damage: str) -> str:
+    """*image* with *damage* (a busybox sh script) done to its root, committed as *tag*."""
+    name = f"svinit-dist-break-{time.monotonic_ns()}"
+    subprocess.run(
+        ["docker", "run", "--name", name, "--entrypoint", "/bin/busybox", image, "sh", "-c", damage],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            ["docker", "commit", "--change", 'ENTRYPOINT ["/init"]', name, tag],
+            check=True,
+            capture_output=True,
+        )
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    return tag
+
+
+@pytest.mark.parametrize(
+    "damage,opts,says",
+    [
+        ("rm /bin/sh", [], "/bin/sh: file does not exist: svinit's boot"),
+        (
+            "echo 0.0.9 > /usr/lib/svinit/VERSION",
+            [],
+            "/usr/lib/svinit/VERSION says 0.0.9, but this init is",
+        ),
+        ("rm /usr/lib/svinit/stage1", [], "the init package is not installed there"),
+        ("rm -rf /service && echo oops > /service", [], "/service is not a directory"),
+        ("rm -rf /service", ["--read-only", "--tmpfs", "/run"], "there is no /service and it cannot be made"),
+        ("true", ["--read-only"], "/run/svinit cannot be made: the root is read-only"),
+        ("rm -rf /run", ["--read-only"], "/run/svinit cannot be made: the root is read-only"),
+        ("true", ["--read-only", "--user", "1000:1000"], "no place for svinit's state: /run/svinit"),
+    ],
+    ids=[
+        "no-sh",
+        "other-version",
+        "no-stage1",
+        "service-a-file",
+        "no-service-ro",
+        "ro-no-tmpfs",
+        "ro-no-run",
+        "user-ro",
+    ],
+)
+def test_bad_input_says_the_cause_and_exits_1(images, damage, opts, says):
+    """An image svinit cannot boot in: one sentence naming the cause and the fix on the container's
+    stderr, exit code 1, never a hang."""
+    tag = broken(images["busybox"], "svinit-test:broken", damage)
+    r = docker_run(*opts, tag, timeout=20)
+    assert r.returncode == 1 and says in r.stderr, (r.returncode, r.stderr)
