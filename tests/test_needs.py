@@ -18,7 +18,16 @@ from svinit.fetch import busybox_static, debian_package
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("have_unshare")]
 
 #: Where svinit's own programs and scripts are, in the guest
-OWN = ("/init", "/usr/local/bin/", "/usr/lib/svinit/", "/run/svinit/", "/tmp/svinit-", "./run", "./finish", ".svscan/")
+OWN = (
+    "/init",
+    "/usr/local/bin/",
+    "/usr/lib/svinit/",
+    "/run/svinit/",
+    "/tmp/svinit-",
+    "./run",
+    "./finish",
+    ".svscan/",
+)
 
 
 def needs() -> dict[str, str]:

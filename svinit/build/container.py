@@ -61,27 +61,28 @@ def build_container(
     client = client or docker_client()
     tag = tag or container_tag(base)
     debian = base == "debian"
-    digest = source_hash(DEBIAN_INPUTS if debian else CONTAINER_INPUTS)
-    if not force:
-        try:
-            image = client.images.get(tag)
-            if image.labels.get(SOURCE_LABEL) == digest:
-                log.info("%s is up to date (sources %s): not rebuilding", tag, digest)
-                return image.id
-        except docker.errors.ImageNotFound:
-            pass
     if debian:
         base = DEBIAN_BASE
         debian_base(client, tag=base)
     try:
-        client.images.get(base)
+        base_id = client.images.get(base).id
     except docker.errors.ImageNotFound:
         if base != "alpine:3.23":
             raise BuildError(
                 f"base image {base} is not present locally, and svinit never pulls: "
                 f"load it first (docker load/import), or use alpine:3.23"
             ) from None
-        alpine_image(client, tag=base)
+        base_id = alpine_image(client, tag=base)
+    # the sources and the base: a base made again (a new mmdebstrap) makes the image again too
+    digest = source_hash(DEBIAN_INPUTS if debian else CONTAINER_INPUTS) + "-" + base_id.split(":")[-1][:12]
+    if not force:
+        try:
+            image = client.images.get(tag)
+            if image.labels.get(SOURCE_LABEL) == digest:
+                log.info("%s is up to date (sources and base %s): not rebuilding", tag, digest)
+                return image.id
+        except docker.errors.ImageNotFound:
+            pass
     recipe = "debian" if debian else "alpine"
     with tempfile.TemporaryDirectory(prefix="svinit-ctx-") as tmp:
         ctx = Path(tmp)
