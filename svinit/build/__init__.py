@@ -4,8 +4,8 @@ init package), ``container`` (the Alpine image), ``modules`` (the one resolver o
 line)."""
 
 from svinit.build.container import build_container
-from svinit.build.init import build_init, install_init
+from svinit.build.init import build_init, dist, install_init
 from svinit.build.sources import BuildError
 from svinit.build.vm import build_vm, vm_dir
 
-__all__ = ["BuildError", "build_container", "build_init", "build_vm", "install_init", "vm_dir"]
+__all__ = ["BuildError", "build_container", "build_init", "build_vm", "dist", "install_init", "vm_dir"]

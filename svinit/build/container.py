@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from svinit import ROOT
+from svinit import resources
 from svinit.build.init import install_init
 from svinit.build.sources import BuildError, source_hash
 from svinit.dockerd import DEFAULT_IMAGE, docker_client
@@ -65,7 +65,7 @@ def build_container(
     with tempfile.TemporaryDirectory(prefix="svinit-ctx-") as tmp:
         ctx = Path(tmp)
         for item in ("Dockerfile", "demo"):
-            src = ROOT / "images" / "alpine" / item
+            src = resources.data(f"images/alpine/{item}")
             if src.is_dir():
                 shutil.copytree(src, ctx / item, symlinks=True)
             else:
