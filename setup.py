@@ -23,11 +23,13 @@ class BuildPyWithData(build_py):
     """build_py, then the init package's archive, images/ and qemu/ into the built svinit/_data/."""
 
     def run(self):
+        editable = getattr(self, "editable_mode", False)
+        if not editable:  # nothing left from an earlier build (a module since removed, old data)
+            shutil.rmtree(Path(self.build_lib) / "svinit", ignore_errors=True)
         super().run()
-        if getattr(self, "editable_mode", False):
+        if editable:
             return
         data = Path(self.build_lib) / "svinit" / "_data"
-        shutil.rmtree(data, ignore_errors=True)  # nothing left from an earlier build
         data.mkdir(parents=True)
         version = self.distribution.get_version()
         argv = ["make", "-C", str(HERE / "init"), "-s", "dist", f"VERSION={version}"]
