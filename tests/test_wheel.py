@@ -266,6 +266,8 @@ def test_build_and_check_container(installed, image_built):
     check = installed.run("svinit", "check", "container", "--image", IMAGE)
     assert check.returncode == 0, _failed(check)
     assert check.stdout.rstrip().endswith("clean")
+    again = installed.run("svinit", "-v", "build", "container", "--tag", IMAGE)
+    assert again.returncode == 0 and "up to date" in again.stderr, _failed(again)
 
 
 PLUGIN_TESTS = """
