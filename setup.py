@@ -47,7 +47,9 @@ class BuildPyWithData(build_py):
             )
         archive = HERE / "init" / proc.stdout.strip().splitlines()[-1]
         shutil.copyfile(archive, data / archive.name)
-        shutil.copytree(HERE / "images", data / "images", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            HERE / "images", data / "images", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
         (data / "qemu").mkdir()
         for toml in sorted((HERE / "qemu").glob("*.toml")):
             shutil.copyfile(toml, data / "qemu" / toml.name)
