@@ -43,7 +43,7 @@ import docker  # noqa: E402
 
 from svinit.benchmarks import finish, host_facts  # noqa: E402
 from svinit.build import DEBIAN_IMAGE, build_container  # noqa: E402
-from svinit.build.container import dist_archive  # noqa: E402
+from svinit.build.init import dist_archive  # noqa: E402
 from svinit.fetch import daemontools_bin, debian_package  # noqa: E402
 from svinit.fetch.debian_base import DEFAULT_TAG as DEBIAN_BASE  # noqa: E402
 from svinit.svstat import parse_status  # noqa: E402

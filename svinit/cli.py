@@ -34,6 +34,11 @@ def cmd_build_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_dist(args: argparse.Namespace) -> int:
+    print(build.dist(args.out))
+    return 0
+
+
 def cmd_build_container(args: argparse.Namespace) -> int:
     tag = args.tag or build.container_tag(args.base)
     image_id = build.build_container(tag=tag, base=args.base, force=args.force)
@@ -221,6 +226,18 @@ def parser() -> argparse.ArgumentParser:
     bi = bsub.add_parser("init", help="build the static programs (make -C init)")
     bi.add_argument("--out", type=Path, metavar="DIR", help="build directory (default init/build)")
     bi.set_defaults(func=cmd_build_init)
+
+    bd = bsub.add_parser(
+        "dist",
+        help="write the init package's archive, svinit-VERSION-x86_64.tar.gz (ADD it to any image root)",
+        description="Writes the init package as make -C init dist packs it (from a checkout it is built "
+        "now; installed from a wheel, it is the archive the wheel carries: no compiler needed) into DIR, "
+        'and prints its path. ADD it to an image root and use ENTRYPOINT ["/init"].',
+    )
+    bd.add_argument(
+        "--out", type=Path, default=Path("."), metavar="DIR", help="where to write it (default: here)"
+    )
+    bd.set_defaults(func=cmd_build_dist)
 
     bc = bsub.add_parser(
         "container",

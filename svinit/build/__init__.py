@@ -4,7 +4,7 @@ modules), ``cpio`` (the initramfs writer), ``disk`` (the root disk) and ``vm`` (
 command line)."""
 
 from svinit.build.container import DEBIAN_IMAGE, build_container, container_tag
-from svinit.build.init import build_init, install_init
+from svinit.build.init import build_init, dist, install_init
 from svinit.build.sources import BuildError
 from svinit.build.vm import build_vm, vm_dir
 
@@ -12,9 +12,10 @@ __all__ = [
     "DEBIAN_IMAGE",
     "BuildError",
     "build_container",
-    "container_tag",
     "build_init",
     "build_vm",
+    "container_tag",
+    "dist",
     "install_init",
     "vm_dir",
 ]

@@ -11,9 +11,9 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from svinit import ROOT
-from svinit.build.init import build_init, install_init
-from svinit.build.sources import CONTAINER_INPUTS, BuildError, run, source_hash
+from svinit import resources
+from svinit.build.init import dist_archive, install_init
+from svinit.build.sources import CONTAINER_INPUTS, BuildError, source_hash
 from svinit.dockerd import DEFAULT_IMAGE, docker_client
 from svinit.fetch.alpine import alpine_image
 from svinit.fetch.debian_base import DEFAULT_TAG as DEBIAN_BASE
@@ -86,7 +86,7 @@ def build_container(
     recipe = "debian" if debian else "alpine"
     with tempfile.TemporaryDirectory(prefix="svinit-ctx-") as tmp:
         ctx = Path(tmp)
-        shutil.copytree(ROOT / "images" / recipe, ctx, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(resources.data(f"images/{recipe}"), ctx, symlinks=True, dirs_exist_ok=True)
         buildargs = {"BASE": base}
         if debian:
             archive = dist_archive()
@@ -119,10 +119,3 @@ def build_container(
         except docker.errors.APIError as e:
             raise BuildError(f"docker build of {tag} failed: {e}") from e
     return image_id or client.images.get(tag).id
-
-
-def dist_archive() -> Path:
-    """The init package's archive, built by `make -C init dist`: init/build/svinit-VERSION-x86_64.tar.gz."""
-    build = build_init()
-    out = run(["make", "-C", str(ROOT / "init"), "-s", f"O={build}", "dist"], "make -C init dist")
-    return Path(out.stdout.strip().splitlines()[-1])

@@ -15,14 +15,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from svinit import ROOT
+from svinit import resources
 from svinit.build.sources import BuildError, run
 from svinit.fetch.debian import busybox_static
 
 log = logging.getLogger(__name__)
 
-#: The modules a VM wants: a name and its parameters per line (# comments).
-WANTED = ROOT / "images" / "initramfs" / "modules"
+#: The modules a VM wants (in svinit's data, resources.data): a name and its parameters per line (# comments).
+WANTED = "images/initramfs/modules"
 #: Where the load order goes in the image (the sh reads $SVINIT_ETC/modules.load).
 LOAD_LIST = "etc/svinit/modules.load"
 
@@ -41,10 +41,10 @@ class Module:
         return f"{'try' if self.optional else 'load'} {self.name}{' ' + self.params if self.params else ''}"
 
 
-def read_wanted(path: Path = WANTED) -> list[tuple[str, str]]:
-    """(name, parameters) of each module *path* lists."""
+def read_wanted(path: Path | None = None) -> list[tuple[str, str]]:
+    """(name, parameters) of each module *path* lists (default: svinit's :data:`WANTED`)."""
     out = []
-    for line in path.read_text().splitlines():
+    for line in (path or resources.data(WANTED)).read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, _, params = line.strip().partition(" ")
             out.append((name, params.strip()))
@@ -100,7 +100,7 @@ def kernel_modules(kdir: Path, version: str, wanted: list[tuple[str, str]]) -> l
             if why:
                 log.warning("module %s (a softdep of %s) is not in kernel %s: skipped", name, why, version)
                 return
-            raise BuildError(f"kernel {version} has no module {name} (asked by {WANTED.relative_to(ROOT)})")
+            raise BuildError(f"kernel {version} has no module {name} (asked by {WANTED})")
         path, needs = deps[name]
         if path in order:
             if not why and order[path].optional:  # needed after all
@@ -144,6 +144,6 @@ def add_modules(tree: Path, kdir: Path, version: str, modules: list[Module]) -> 
     load = tree / LOAD_LIST
     load.parent.mkdir(parents=True, exist_ok=True)
     load.write_text(
-        f"# the modules to load, in order: written by svinit's build from {WANTED.relative_to(ROOT)}\n"
+        f"# the modules to load, in order: written by svinit's build from {WANTED}\n"
         + "".join(m.line() + "\n" for m in modules)
     )

@@ -10,7 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from svinit import ROOT
+import svinit
+from svinit import resources
 from svinit.errors import SvinitError
 
 
@@ -34,18 +35,36 @@ VM_INPUTS = (
 )
 
 
+def _inputs(rel: str) -> list[tuple[str, Path]]:
+    """The files of the input *rel*, each with the name it is hashed under.
+
+    ``svinit/...`` is the running package's code; ``images/...`` svinit's data (resources.ROOT). The
+    sources under ``init/`` are only in a checkout: installed from a wheel, the init package they make
+    is the archive the wheel carries, hashed instead (so the digests of the two routes differ, and a
+    build made by one is made again by the other).
+    """
+    if rel.startswith("init/") and resources.installed():
+        archive = resources.packaged_archive()
+        return [(f"init:{archive.name}", archive)]
+    top = Path(svinit.__file__).resolve().parent.parent if rel.startswith("svinit/") else resources.ROOT
+    base = top / rel
+    files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file() or p.is_symlink())
+    if not files:
+        resources.data(rel)  # says which file is missing, and the fix
+    # not what make writes under init/build (svinit/build/ is code, and counts)
+    return [(str(p.relative_to(top)), p) for p in files if p.relative_to(top).parts[:2] != ("init", "build")]
+
+
 def source_hash(paths: tuple[str, ...] = CONTAINER_INPUTS) -> str:
-    """A hash of the files under *paths* (relative to ROOT): names, modes and contents."""
+    """A hash of the files under *paths* (see _inputs): names, modes and contents."""
     h = hashlib.sha256()
+    seen = set()
     for rel in paths:
-        base = ROOT / rel
-        files = (
-            [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file() or p.is_symlink())
-        )
-        for p in files:
-            if "build" in p.relative_to(ROOT).parts[:2]:
+        for name, p in _inputs(rel):
+            if name in seen:
                 continue
-            h.update(str(p.relative_to(ROOT)).encode() + b"\0")
+            seen.add(name)
+            h.update(name.encode() + b"\0")
             if p.is_symlink():
                 h.update(b"->" + os.readlink(p).encode())
             else:
@@ -67,7 +86,7 @@ def tree_hash(root: Path) -> str:
 
 def add_recipe_files(tree: Path, files: dict[str, str]) -> None:
     """Copies files of images/initramfs into *tree*: {destination in the tree: recipe file}."""
-    recipe = ROOT / "images" / "initramfs"
+    recipe = resources.data("images/initramfs")
     for dest, src in files.items():
         p = tree / dest
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from svinit import ROOT
+from svinit import resources
 from svinit.build.cpio import write_initramfs
 from svinit.build.disk import build_root_disk
-from svinit.build.init import build_init, install_init
+from svinit.build.init import init_program, install_init
 from svinit.build.modules import add_modules, kernel_modules, read_wanted
 from svinit.build.sources import (
     CONTAINER_INPUTS,
@@ -130,7 +130,9 @@ def build_vm(
         if layout == "initramfs":
             log.info("assembling the initramfs (the reference layout: it is the root)")
             install_init(tree)
-            shutil.copytree(ROOT / "images/alpine/demo", tree / "service", symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(
+                resources.data("images/alpine/demo"), tree / "service", symlinks=True, dirs_exist_ok=True
+            )
             add_recipe_files(
                 tree,
                 {
@@ -146,14 +148,14 @@ def build_vm(
                 (tree / "init").symlink_to("sbin/init")
             if overlay is not None:
                 shutil.copytree(overlay, tree, symlinks=True, dirs_exist_ok=True)
-            cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip()
+            cmdline = resources.data("images/initramfs/cmdline").read_text().strip()
         else:
             log.info("assembling the initramfs of the disk layout (it mounts root.img and switch_roots)")
             # svinit's init is process 1 from the first instruction; init-disk is its stage 1 here
-            shutil.copy2(build_init() / "init", tree / "init")
+            init_program("init", tree / "init")
             (tree / "usr/lib/svinit").mkdir(parents=True)
-            shutil.copy2(ROOT / "images/initramfs/init-disk", tree / "usr/lib/svinit/stage1")
-            cmdline = (ROOT / "images/initramfs/cmdline").read_text().strip() + " root=LABEL=svroot"
+            shutil.copy2(resources.data("images/initramfs/init-disk"), tree / "usr/lib/svinit/stage1")
+            cmdline = resources.data("images/initramfs/cmdline").read_text().strip() + " root=LABEL=svroot"
             build_root_disk(out / "root.img", kdir, version, modules, e2fsck, overlay=overlay)
         write_initramfs(tree, out / "initramfs.img")
     shutil.copy2(vmlinuz, out / "vmlinuz")

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from svinit import ROOT
+from svinit import resources
 from svinit.machine import MachineError
 
 
@@ -74,17 +74,22 @@ class MachineDefinition:
 
     @classmethod
     def load(cls, arch: str | Path = "x86_64") -> MachineDefinition:
-        """The definition of *arch* (``qemu/ARCH.toml`` under svinit's tree), or of the file *arch*.
+        """The definition of *arch* (``qemu/ARCH.toml`` of svinit's data, svinit.resources), or of the
+        file *arch*.
 
         Raises:
             DefinitionError: no such file, or a key missing or of the wrong type.
         """
-        path = Path(arch) if str(arch).endswith(".toml") else ROOT / "qemu" / f"{arch}.toml"
+        path = Path(arch) if str(arch).endswith(".toml") else resources.ROOT / "qemu" / f"{arch}.toml"
         try:
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:
-            known = sorted(p.stem for p in (ROOT / "qemu").glob("*.toml"))
-            raise DefinitionError(f"no machine definition {path} (known: {', '.join(known)})") from None
+            known = sorted(p.stem for p in (resources.ROOT / "qemu").glob("*.toml"))
+            raise DefinitionError(
+                f"no machine definition {path} (known: {', '.join(known) or 'none'}"
+                + (f"; svinit's own are missing from {resources.ROOT}: reinstall it" if not known else "")
+                + ")"
+            ) from None
         except tomllib.TOMLDecodeError as e:
             raise DefinitionError(f"{path}: {e}") from None
         kinds = {
