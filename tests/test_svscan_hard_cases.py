@@ -14,6 +14,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.util import (
     PidNamespace,
     children_of,
@@ -387,3 +389,20 @@ def test_t_stops_200_services_each_before_its_logger_in_well_under_2_seconds(sca
     assert took < 2, f"`t` took {took:.2f} s for 200 services with loggers"
     assert [n for n in names if stamp(scandir / n) >= stamp(scandir / n / "log")] == []
     assert [str(d) for d in dirs if svstatus(d)[0]] == []
+
+
+@pytest.mark.parametrize("leftover", ["file", "link"])
+def test_a_leftover_control_that_is_no_fifo_is_made_again(scanner, scandir, tmp_path, leftover):
+    """An earlier boot's .svscan/control that svscan cannot read (a file; a link into another's
+    directory) would leave svscan deaf, and a container unable to end: it is made again."""
+    control_path = scandir / ".svscan" / "control"
+    control_path.parent.mkdir(exist_ok=True)
+    if leftover == "file":
+        control_path.write_text("not a fifo\n")
+    else:
+        control_path.symlink_to(tmp_path / "gone" / "control")
+    s = scanner(scandir)
+    wait_for(lambda: control_path.is_fifo() and not control_path.is_symlink(), what="a control FIFO")
+    s.control(b"7t")
+    wait_for(lambda: "svscan exited 7" in s.output(), what="exit code 7")
+    assert "made it again" in s.output()

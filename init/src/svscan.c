@@ -488,18 +488,38 @@ static void take_control(void)
   for (ssize_t i = 0; i < r; ++i) control(buf[i]);
 }
 
+/* Opens .svscan/control, made when missing; -1 (errno set) when it is not a FIFO svscan can read. */
+static int try_control(void)
+{
+  if (mkdir(SVSCAN_DIR, 0755) == -1 && errno != EEXIST) return -1;
+  if (sv_fifo_make(SVSCAN_CONTROL, 0600) == -1) return -1;
+  fdcontrol = open(SVSCAN_CONTROL, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fdcontrol == -1) return -1;
+  if (open(SVSCAN_CONTROL, O_WRONLY | O_NONBLOCK | O_CLOEXEC) == -1) return -1;
+  return 0;
+}
+
+/*
+ * Without its control svscan could not be told to stop, and a container would never end: what is in
+ * the way (a file, or a link to another's FIFO left by an earlier boot) is removed, once, and the FIFO
+ * made again.
+ */
 static void open_control(void)
 {
-  if (mkdir(SVSCAN_DIR, 0755) == -1 && errno != EEXIST) goto fail;
-  if (sv_fifo_make(SVSCAN_CONTROL, 0600) == -1) goto fail;
-  fdcontrol = open(SVSCAN_CONTROL, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fdcontrol == -1) goto fail;
-  if (open(SVSCAN_CONTROL, O_WRONLY | O_NONBLOCK | O_CLOEXEC) == -1) goto fail;
-  return;
-fail:
-  sv_warnsys("unable to set up %s/%s: svscan runs without its control FIFO", dir, SVSCAN_CONTROL);
+  int err;
+  if (try_control() == 0) return;
+  err = errno;
   if (fdcontrol != -1) close(fdcontrol);
   fdcontrol = -1;
+  if (unlink(SVSCAN_CONTROL) == 0) {
+    sv_warn("%s/%s was not a FIFO svscan could read: made it again", dir, SVSCAN_CONTROL);
+    if (try_control() == 0) return;
+    err = errno;
+    if (fdcontrol != -1) close(fdcontrol);
+    fdcontrol = -1;
+  }
+  errno = err;
+  sv_warnsys("unable to set up %s/%s: svscan runs without its control FIFO", dir, SVSCAN_CONTROL);
 }
 
 /* svscan's messages go through a second open of its stderr, non-blocking, when that is a FIFO or pipe: its
