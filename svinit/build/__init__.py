@@ -6,6 +6,15 @@ line)."""
 from svinit.build.container import build_container
 from svinit.build.init import build_init, install_init
 from svinit.build.sources import BuildError
-from svinit.build.vm import build_vm, vm_dir
+from svinit.build.vm import AUTOLOGIN, autologin_of, build_vm, vm_dir
 
-__all__ = ["BuildError", "build_container", "build_init", "build_vm", "install_init", "vm_dir"]
+__all__ = [
+    "AUTOLOGIN",
+    "BuildError",
+    "autologin_of",
+    "build_container",
+    "build_init",
+    "build_vm",
+    "install_init",
+    "vm_dir",
+]
