@@ -12,6 +12,13 @@ line "stopped N") and the same logger (multilog t ./main):
 Figures: start to every service's first line logged (multilog's stamp minus Docker's StartedAt); `docker
 stop` to exit; the exit code; lines lost (numbers missing below the last number a service wrote, or the
 last line). Goals for svinit: stop under 0.5 s median with exit 0 and no line lost; start under 100 ms.
+
+On Debian (`--bases debian`, also run by default): svinit:debian (nginx and cron with their loggers)
+against Debian's tini as process 1 running nginx on the very same base image, svinit-base:debian12
+(`--entrypoint /usr/bin/tini ... -- nginx -g 'daemon off;'`): start to nginx answering (connects from
+the host to the container's address, every 2 ms), for svinit also start to every service and logger up
+(their supervise/status stamps), `docker stop` to exit, the exit code; and the archive's size,
+compressed and installed.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import io
 import os
 import shutil
+import socket
 import statistics
 import sys
 import tarfile
@@ -34,8 +42,11 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 
 from svinit.benchmarks import finish, host_facts  # noqa: E402
-from svinit.build import build_container  # noqa: E402
+from svinit.build import DEBIAN_IMAGE, build_container  # noqa: E402
+from svinit.build.container import dist_archive  # noqa: E402
 from svinit.fetch import daemontools_bin, debian_package  # noqa: E402
+from svinit.fetch.debian_base import DEFAULT_TAG as DEBIAN_BASE  # noqa: E402
+from svinit.svstat import parse_status  # noqa: E402
 from svinit.tai64n import Tai64n  # noqa: E402
 
 SERVICE_RUN = """#!/bin/sh
@@ -165,15 +176,134 @@ def one_round(client: docker.DockerClient, tag: str, services: int) -> dict:
         c.remove(force=True)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--services", type=int, default=10)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-    client = docker.from_env()
+def wait_http(container, port: int, timeout: float = 30) -> float:
+    """Connects from the host to the container's *port* every 2 ms until it accepts; returns that time."""
+    container.reload()
+    ip = next(n["IPAddress"] for n in container.attrs["NetworkSettings"]["Networks"].values())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((ip, port), timeout=0.2):
+                return time.time()
+        except OSError:
+            time.sleep(0.002)
+    raise RuntimeError(f"{container.name}: nothing answered on {ip}:{port} within {timeout} s")
+
+
+def all_up_at(container) -> float:
+    """When the last of the services and loggers of /service came up: their supervise/status stamps."""
+    stream, _ = container.get_archive("/service")
+    tar = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+    stamps = []
+    for m in tar.getmembers():
+        if m.name.endswith("/supervise/status"):
+            st = parse_status(tar.extractfile(m).read(), m.name)
+            assert st.up, f"{m.name}: not up"
+            stamps.append(st.changed.unix)
+    return max(stamps)
+
+
+def debian_round(client: docker.DockerClient, which: str) -> dict:
+    if which == "svinit":
+        c = client.containers.run(DEBIAN_IMAGE, detach=True)
+        port = 8080
+    else:
+        c = client.containers.run(
+            DEBIAN_BASE, ["--", "nginx", "-g", "daemon off;"], entrypoint="/usr/bin/tini", detach=True
+        )
+        port = 80
+    try:
+        c.reload()
+        t_start = started_at(c)
+        answering = wait_http(c, port) - t_start
+        up = float("nan")
+        if which == "svinit":
+            deadline = time.monotonic() + 10
+            while True:  # nginx answers; cron and the loggers may be a moment behind
+                try:
+                    up = all_up_at(c) - t_start
+                    break
+                except AssertionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        c.stop(timeout=10)
+        stop = time.monotonic() - t0
+        c.reload()
+        return {
+            "stop_s": stop,
+            "exit": c.attrs["State"]["ExitCode"],
+            "start_to_answer_ms": answering * 1000,
+            "start_to_all_up_ms": up * 1000,
+        }
+    finally:
+        c.remove(force=True)
+
+
+def archive_sizes() -> dict:
+    """The archive (make -C init dist): its size, and what it installs (its files' bytes, and in 4 KiB
+    blocks as on ext4 or overlay2)."""
+    archive = dist_archive()
+    with tarfile.open(archive) as t:
+        files = [m for m in t.getmembers() if m.isfile()]
+    blocks = sum(-(-m.size // 4096) for m in files)
+    return {
+        "archive": archive.name,
+        "compressed_bytes": archive.stat().st_size,
+        "installed_file_bytes": sum(m.size for m in files),
+        "installed_disk_bytes": blocks * 4096,
+        "files": len(files),
+    }
+
+
+def debian_bench(client: docker.DockerClient, rounds: int) -> dict:
+    build_container(base="debian", client=client)
+    out = {}
+    for which in ("svinit", "tini"):
+        print(f"[debian {which}] {rounds} rounds ...", file=sys.stderr)
+        rs = [debian_round(client, which) for _ in range(rounds)]
+        out[which] = {
+            "stop_s_median": statistics.median(r["stop_s"] for r in rs),
+            "stop_s_max": max(r["stop_s"] for r in rs),
+            "exit_codes": sorted({r["exit"] for r in rs}),
+            "start_to_answer_ms_median": statistics.median(r["start_to_answer_ms"] for r in rs),
+            "start_to_all_up_ms_median": statistics.median(r["start_to_all_up_ms"] for r in rs),
+            "rounds": rs,
+        }
+    s, t = out["svinit"], out["tini"]
+    out["ratios"] = {
+        "stop": s["stop_s_median"] / t["stop_s_median"],
+        "start_to_answer": s["start_to_answer_ms_median"] / t["start_to_answer_ms_median"],
+    }
+    return out
+
+
+def print_debian(d: dict, sizes: dict, rounds: int) -> None:
+    s, t, r = d["svinit"], d["tini"], d["ratios"]
+    print(
+        f"\nDebian 12 (svinit:debian: nginx, cron, their loggers; tini: nginx alone), {rounds} rounds each\n"
+    )
+    print("| | svinit | tini | svinit / tini |\n|---|---|---|---|")
+    stops = f"{s['stop_s_median']:.3f} s | {t['stop_s_median']:.3f} s | {r['stop']:.2f}"
+    print(f"| docker stop to exit, median | {stops} |")
+    print(f"| docker stop to exit, worst | {s['stop_s_max']:.3f} s | {t['stop_s_max']:.3f} s | |")
+    print(f"| exit codes | {s['exit_codes']} | {t['exit_codes']} | |")
+    print(
+        f"| start to nginx answering, median | {s['start_to_answer_ms_median']:.0f} ms | "
+        f"{t['start_to_answer_ms_median']:.0f} ms | {r['start_to_answer']:.2f} |"
+    )
+    print(f"| start to every service and logger up, median | {s['start_to_all_up_ms_median']:.0f} ms | | |")
+    print(
+        f"\nthe archive {sizes['archive']}: {sizes['compressed_bytes'] / 1024:.0f} KiB compressed; installs "
+        f"{sizes['files']} files, {sizes['installed_file_bytes'] / 1024:.0f} KiB "
+        f"({sizes['installed_disk_bytes'] / 1024:.0f} KiB on disk)"
+    )
+
+
+def alpine_bench(client: docker.DockerClient, args: argparse.Namespace, results: dict) -> dict[str, bool]:
     tags = build_images(client, args.services)
-    results = {"host": host_facts()}
     for name, tag in tags.items():
         print(f"[{name}] {args.rounds} rounds ...", file=sys.stderr)
         rounds = [one_round(client, tag, args.services) for _ in range(args.rounds)]
@@ -207,6 +337,28 @@ def main() -> int:
         "no line lost": s["lines_lost_total"] == 0,
         "start under 100 ms": s["start_to_up_ms_median"] < 100,
     }
+    return goals
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--services", type=int, default=10)
+    ap.add_argument("--bases", default="alpine,debian", help="alpine, debian or both (default)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    bases = set(args.bases.split(","))
+    client = docker.from_env()
+    results = {"host": host_facts()}
+    goals = {}
+    if "alpine" in bases:
+        goals.update(alpine_bench(client, args, results))
+    if "debian" in bases:
+        results["debian"] = debian_bench(client, args.rounds)
+        results["archive"] = archive_sizes()
+        print_debian(results["debian"], results["archive"], args.rounds)
+        d = results["debian"]["svinit"]
+        goals["debian: stop under 0.5 s median, exit 0"] = d["stop_s_median"] < 0.5 and d["exit_codes"] == [0]
     return finish(results, goals, args.json)
 
 

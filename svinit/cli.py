@@ -35,8 +35,9 @@ def cmd_build_init(args: argparse.Namespace) -> int:
 
 
 def cmd_build_container(args: argparse.Namespace) -> int:
-    image_id = build.build_container(tag=args.tag, base=args.base, force=args.force)
-    print(f"{args.tag} {image_id}")
+    tag = args.tag or build.container_tag(args.base)
+    image_id = build.build_container(tag=tag, base=args.base, force=args.force)
+    print(f"{tag} {image_id}")
     return 0
 
 
@@ -244,16 +245,21 @@ def parser() -> argparse.ArgumentParser:
 
     bc = bsub.add_parser(
         "container",
-        help="build the Alpine image with svinit as process 1 (cached by a hash of its sources)",
+        help="build the Alpine (or Debian) image with svinit as process 1 (cached by a hash of its sources)",
         description="Builds images/alpine/Dockerfile with the init package installed, from a local base "
-        "(never pulled). The image is labelled with a hash of its sources; the build is skipped when the "
-        "tag already holds that hash.",
+        "(never pulled); with --base debian, images/debian/Dockerfile (nginx, cron) with the init package's "
+        "archive on Debian 12 minbase, which mmdebstrap makes once (cached; svinit-base:debian12). The "
+        "image is labelled with a hash of its sources; the build is skipped when the tag already holds "
+        "that hash.",
     )
-    bc.add_argument("--tag", default=DEFAULT_IMAGE, help="the image's tag (default %(default)s)")
+    bc.add_argument(
+        "--tag", help=f"the image's tag (default {DEFAULT_IMAGE}, or {build.DEBIAN_IMAGE} with --base debian)"
+    )
     bc.add_argument(
         "--base",
         default="alpine:3.23",
-        help="the local base image (default %(default)s, provisioned if missing)",
+        help="the local base image (default %(default)s, provisioned if missing), or debian: Debian 12 "
+        "minbase with nginx, cron and tini, made once by mmdebstrap and docker-imported",
     )
     _option(bc, "--force")
     bc.set_defaults(func=cmd_build_container)

@@ -15,6 +15,7 @@ import pytest
 
 from svinit import ROOT
 from svinit.fetch import alpine_image, busybox_static
+from tests.dockerrun import boot_and_stop, docker_run
 
 pytestmark = pytest.mark.slow
 
@@ -124,22 +125,10 @@ def images(dist, tmp_path_factory) -> dict[str, str]:
     return out
 
 
-def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    """docker run --rm ARGS; a container still running after *timeout* is removed, and the test fails."""
-    name = f"svinit-dist-run-{time.monotonic_ns()}"
-    try:
-        return subprocess.run(
-            ["docker", "run", "--rm", "--name", name, *args], capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-        pytest.fail(f"docker run {' '.join(args)} still ran after {timeout} s")
-
-
 @pytest.mark.parametrize("base", ["alpine", "busybox"])
 @pytest.mark.parametrize("cmd,code", [("exit 0", 0), ("exit 7", 7), ("kill -TERM $$", 128 + 15)])
 def test_cmd_exit_code_passes_through(images, base, cmd, code):
-    r = run(images[base], "sh", "-c", cmd)
+    r = docker_run(images[base], "sh", "-c", cmd)
     assert r.returncode == code, r.stderr
 
 
@@ -157,38 +146,63 @@ def test_cmd_exit_code_passes_through(images, base, cmd, code):
     ids=["root", "user", "uid-gid0", "read-only", "user-read-only", "no-caps"],
 )
 def test_boots_and_stops_cleanly_with_every_line_logged(images, base, opts):
-    name = f"svinit-dist-{base}-{abs(hash(tuple(opts))) % 10**8}"
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    r = boot_and_stop(images[base], opts, up=["ticker", "ticker/log"], while_up=lambda _: time.sleep(0.5))
+    assert r.code == "0" and r.took < 5, f"exit {r.code} after {r.took:.1f} s\n{r.logs}"
+    assert "(exit code 0)" in r.logs, r.logs
+    if "--read-only" not in opts:  # a read-only root keeps its logs in /run, a tmpfs gone now
+        text = r.log("ticker")
+        assert text.rstrip("\n").endswith("stopping"), text[-200:]
+
+
+def broken(image: str, tag: str, damage: str) -> str:
+    """*image* with *damage* (a busybox sh script) done to its root, committed as *tag*."""
+    name = f"svinit-dist-break-{time.monotonic_ns()}"
     subprocess.run(
-        ["docker", "run", "-d", "--name", name, *opts, images[base]], check=True, capture_output=True
+        ["docker", "run", "--name", name, "--entrypoint", "/bin/busybox", image, "sh", "-c", damage],
+        check=True,
+        capture_output=True,
     )
     try:
-        state = '. /usr/lib/svinit/lib.sh; svstat "$(sv_scandir)/ticker" "$(sv_scandir)/ticker/log"'
-        deadline = time.monotonic() + 15
-        while True:
-            out = subprocess.run(["docker", "exec", name, "sh", "-c", state], capture_output=True, text=True)
-            if out.stdout.count(": up (pid") == 2:
-                break
-            assert time.monotonic() < deadline, f"not up: {out.stdout}{out.stderr}"
-            time.sleep(0.1)
-        time.sleep(0.5)
-        t0 = time.monotonic()
-        subprocess.run(["docker", "stop", name], check=True, capture_output=True)
-        took = time.monotonic() - t0
-        code = subprocess.run(
-            ["docker", "inspect", "-f", "{{.State.ExitCode}}", name], capture_output=True, text=True
-        ).stdout.strip()
-        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr
-        assert code == "0" and took < 5, f"exit {code} after {took:.1f} s\n{logs}"
-        assert "(exit code 0)" in logs, logs
-        current = subprocess.run(
-            ["docker", "cp", f"{name}:/", "-"], capture_output=True
-        ).stdout  # the whole root, as a tar: the log is wherever the scan directory was
-        with tarfile.open(fileobj=io.BytesIO(current)) as t:
-            logfiles = [m for m in t.getmembers() if m.name.endswith("ticker/log/main/current")]
-            if "--read-only" not in opts:  # a read-only root keeps its logs in /run, a tmpfs gone now
-                assert logfiles, "no ticker log"
-                text = t.extractfile(logfiles[0]).read().decode()
-                assert text.rstrip("\n").endswith("stopping"), text[-200:]
+        subprocess.run(
+            ["docker", "commit", "--change", 'ENTRYPOINT ["/init"]', name, tag],
+            check=True,
+            capture_output=True,
+        )
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    return tag
+
+
+@pytest.mark.parametrize(
+    "damage,opts,says",
+    [
+        ("rm /bin/sh", [], "/bin/sh: file does not exist: svinit's boot"),
+        (
+            "echo 0.0.9 > /usr/lib/svinit/VERSION",
+            [],
+            "/usr/lib/svinit/VERSION says 0.0.9, but this init is",
+        ),
+        ("rm /usr/lib/svinit/stage1", [], "the init package is not installed there"),
+        ("rm -rf /service && echo oops > /service", [], "/service is not a directory"),
+        ("rm -rf /service", ["--read-only", "--tmpfs", "/run"], "there is no /service and it cannot be made"),
+        ("true", ["--read-only"], "/run/svinit cannot be made: the root is read-only"),
+        ("rm -rf /run", ["--read-only"], "/run/svinit cannot be made: the root is read-only"),
+        ("true", ["--read-only", "--user", "1000:1000"], "no place for svinit's state: /run/svinit"),
+    ],
+    ids=[
+        "no-sh",
+        "other-version",
+        "no-stage1",
+        "service-a-file",
+        "no-service-ro",
+        "ro-no-tmpfs",
+        "ro-no-run",
+        "user-ro",
+    ],
+)
+def test_bad_input_says_the_cause_and_exits_1(images, damage, opts, says):
+    """An image svinit cannot boot in: one sentence naming the cause and the fix on the container's
+    stderr, exit code 1, never a hang."""
+    tag = broken(images["busybox"], "svinit-test:broken", damage)
+    r = docker_run(*opts, tag, timeout=20)
+    assert r.returncode == 1 and says in r.stderr, (r.returncode, r.stderr)

@@ -14,14 +14,15 @@ import logging
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from svinit import ROOT
-from svinit.build import AUTOLOGIN, build_init, build_vm, vm_dir
+from svinit.build import AUTOLOGIN, DEBIAN_IMAGE, build_container, build_vm, vm_dir
+from svinit.build.container import dist_archive
 from svinit.disks import verify_disk
 from svinit.fetch import cache_dir
+from svinit.fetch.cache import import_tar
 from svinit.plugin import VmFiles, make_vm_factory
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ slow = pytest.mark.slow
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86_64")
 SVINIT = [shutil.which("svinit") or str(ROOT / ".venv/bin/svinit")]
 
-DEBIAN = "svinit-test:debian-vm"
 SERVICES = {
     "acpid",
     "cron",
@@ -40,9 +40,6 @@ SERVICES = {
     "svinit-harness",
     "svscan-log",
 }
-NGINX_RUN = "#!/bin/sh\nexec 2>&1\nexec nginx -g 'daemon off; error_log stderr;'\n"
-CRON_RUN = "#!/bin/sh\nexec 2>&1\nexec cron -f\n"
-LOG_RUN = "#!/bin/sh\nexec multilog t ./main\n"
 #: seconds measured on the Debian VM, for the log: QEMU start to every service up, the ACPI power-off
 TIMES: dict[str, float] = {}
 
@@ -51,45 +48,12 @@ def svinit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(SVINIT + list(args), capture_output=True, text=True, timeout=timeout)
 
 
-def archive() -> Path:
-    """svinit's archive (make -C init dist)."""
-    build_init()
-    out = subprocess.run(["make", "-s", "-C", str(ROOT / "init"), "dist"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return Path(out.stdout.strip().splitlines()[-1]).resolve()
-
-
-def debian_rootfs() -> Path:
-    """Debian 12 minbase with nginx-light and cron, made once by mmdebstrap and cached."""
-    tar = cache_dir() / "debian-base" / "vm-test-bookworm-minbase-nginx-light,cron.tar"
-    if not tar.exists():
-        tar.parent.mkdir(parents=True, exist_ok=True)
-        partial = tar.with_suffix(".partial")
-        argv = ["mmdebstrap", "--quiet", "--variant=minbase", "--include=nginx-light,cron", "bookworm"]
-        subprocess.run(argv + [str(partial)], check=True, capture_output=True)
-        partial.rename(tar)
-    return tar
-
-
 @pytest.fixture(scope="session")
-def debian_image(svinit_docker, tmp_path_factory) -> str:
-    """The Debian image: minbase (docker import), svinit's archive ADDed, nginx and cron with loggers."""
-    if shutil.which("mmdebstrap") is None:
-        pytest.skip("needs mmdebstrap (apt-get install mmdebstrap)")
-    ctx = tmp_path_factory.mktemp("debian-ctx")
-    svinit_docker.images.import_image_from_file(str(debian_rootfs()), repository="svinit-test/debian-base:12")
-    dist = archive()
-    shutil.copy2(dist, ctx / dist.name)
-    for name, run in (("nginx", NGINX_RUN), ("cron", CRON_RUN)):
-        for d, text in ((ctx / "service" / name, run), (ctx / "service" / name / "log", LOG_RUN)):
-            d.mkdir(parents=True)
-            (d / "run").write_text(text)
-            (d / "run").chmod(0o755)
-    (ctx / "Dockerfile").write_text(
-        f'FROM svinit-test/debian-base:12\nADD {dist.name} /\nCOPY service/ /service/\nENTRYPOINT ["/init"]\n'
-    )
-    svinit_docker.images.build(path=str(ctx), tag=DEBIAN, rm=True)
-    return DEBIAN
+def debian_image(svinit_docker) -> str:
+    """svinit:debian (images/debian: Debian 12 minbase, svinit's archive ADDed, nginx and cron with
+    loggers), built if its sources changed."""
+    build_container(base="debian", client=svinit_docker)
+    return DEBIAN_IMAGE
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +86,7 @@ def test_its_daemons_come_up_from_its_own_root(debian_vm):
     assert debian_vm.succeed("cat /etc/debian_version").startswith("12.")
     assert debian_vm.succeed("cat /proc/1/comm").strip() == "svscan"
     # nginx answers on lo, which the initramfs brought up (the root's boot needs no ip)
-    get = "exec 3<>/dev/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; head -n 1 <&3"
+    get = "exec 3<>/dev/tcp/127.0.0.1/8080; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; head -n 1 <&3"
     assert debian_vm.succeed(f'bash -c "{get}"').startswith("HTTP/1.1 200")
 
 
@@ -190,7 +154,7 @@ def test_check_vm_image_is_clean_and_a_power_cut_is_not(debian_image, debian_fil
 def archive_image(svinit_docker) -> str:
     """The smallest image holding svinit: its archive alone, imported."""
     tag = "svinit-test:archive-only"
-    svinit_docker.images.import_image_from_file(str(archive()), repository=tag)
+    import_tar(svinit_docker, dist_archive(), tag, [], log)
     return tag
 
 
@@ -223,7 +187,7 @@ def test_build_vm_refuses_an_image_without_svinit(svinit_docker, tmp_path):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "hostname").write_text("bare\n")
     subprocess.run(["tar", "-cf", str(tmp_path / "bare.tar"), "-C", str(tmp_path), "etc"], check=True)
-    svinit_docker.images.import_image_from_file(str(tmp_path / "bare.tar"), repository="svinit-test:bare")
+    import_tar(svinit_docker, tmp_path / "bare.tar", "svinit-test:bare", [], log)
     r = svinit("build", "vm", "--image", "svinit-test:bare", "--out", str(tmp_path / "vm"))
     assert r.returncode == 1
     assert "svinit-test:bare holds no svinit (no /usr/lib/svinit/bin/init): ADD svinit's archive" in r.stderr

@@ -129,6 +129,39 @@ static int line(FILE *f, char *buf, size_t size)
   return n ? 0 : -1;
 }
 
+/*
+ * Can stage 1 run at all? It needs a POSIX sh at /bin/sh, and the sh half of the init package of this
+ * same version ($SVINIT_LIB/VERSION, when there: an archive extracted over another version's leaves the
+ * two halves disagreeing). Says the cause and the fix, and returns -1, when not.
+ */
+static int preflight(void)
+{
+  char path[1100], have[64];
+  FILE *f;
+  if (access("/bin/sh", X_OK) == -1) {
+    sv_warn("/bin/sh: %s: svinit's boot (%s/stage1) is a POSIX sh script: install dash, busybox or bash "
+      "in the image, with /bin/sh a link to it", sv_strerror(errno), lib);
+    return -1;
+  }
+  snprintf(path, sizeof path, "%s/stage1", lib);
+  if (access(path, X_OK) == -1) {
+    sv_warn("%s: %s: the init package is not installed there: extract svinit-%s-x86_64.tar.gz over / "
+      "(ADD it in a Dockerfile), or set SVINIT_LIB to where it is", path, sv_strerror(errno), SVINIT_VERSION);
+    return -1;
+  }
+  snprintf(path, sizeof path, "%s/VERSION", lib);
+  f = fopen(path, "re");
+  if (!f) return 0;
+  if (line(f, have, sizeof have) == -1) have[0] = 0;
+  fclose(f);
+  if (strcmp(have, SVINIT_VERSION)) {
+    sv_warn("%s says %s, but this init is %s: the image mixes two versions of svinit: remove %s and "
+      "extract one svinit archive over /", path, have[0] ? have : "nothing", SVINIT_VERSION, lib);
+    return -1;
+  }
+  return 0;
+}
+
 /* Raises each noted signal again, held: it stays pending across exec, for the next program. */
 static void hand_over(int *noted)
 {
@@ -233,8 +266,14 @@ int main(int argc, char **argv)
   snprintf(lib, sizeof lib, "%s", env_or("SVINIT_LIB", "/usr/lib/svinit"));
 
   for (;;) {
-    int wstat = stage1(argc, argv, noted, &set);
-    int code = WIFEXITED(wstat) ? WEXITSTATUS(wstat) : 128 + WTERMSIG(wstat);
+    int wstat, code;
+    if (preflight() == -1) {
+      if (sv_exit_harmless()) _exit(1);
+      rescue("svinit cannot boot");
+      continue;
+    }
+    wstat = stage1(argc, argv, noted, &set);
+    code = WIFEXITED(wstat) ? WEXITSTATUS(wstat) : 128 + WTERMSIG(wstat);
     if (code == 0) {
       if (getpid() == 1) switch_root(noted);
       hand_over(noted);

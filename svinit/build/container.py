@@ -1,4 +1,5 @@
-"""The container image: images/alpine/Dockerfile with the init package installed, from a local base."""
+"""The container images: images/alpine/Dockerfile with the init package installed (svinit:alpine), and
+images/debian/Dockerfile with the init package's archive ADDed (svinit:debian), from a local base."""
 
 from __future__ import annotations
 
@@ -11,40 +12,56 @@ import docker
 import docker.errors
 
 from svinit import ROOT
-from svinit.build.init import install_init
-from svinit.build.sources import BuildError, source_hash
+from svinit.build.init import build_init, install_init
+from svinit.build.sources import CONTAINER_INPUTS, BuildError, run, source_hash
 from svinit.dockerd import DEFAULT_IMAGE, docker_client
 from svinit.fetch.alpine import alpine_image
+from svinit.fetch.debian_base import DEFAULT_TAG as DEBIAN_BASE
+from svinit.fetch.debian_base import debian_base
 
 log = logging.getLogger(__name__)
 
 SOURCE_LABEL = "org.svinit.source"
+#: `--base debian`: images/debian on the Debian 12 base (fetch.debian_base), tagged this by default.
+DEBIAN_IMAGE = "svinit:debian"
+DEBIAN_INPUTS = ("init/src", "init/sh", "init/Makefile", "images/debian")
+
+
+def container_tag(base: str) -> str:
+    """The default tag for an image built on *base*: svinit:debian for debian, else svinit:alpine."""
+    return DEBIAN_IMAGE if base == "debian" else DEFAULT_IMAGE
 
 
 def build_container(
-    tag: str = DEFAULT_IMAGE,
+    tag: str | None = None,
     base: str = "alpine:3.23",
     client: docker.DockerClient | None = None,
     force: bool = False,
 ) -> str:
-    """Builds the Alpine image with svinit as process 1 from images/alpine/Dockerfile; returns its id.
+    """Builds an image with svinit as process 1; returns its id.
 
-    The base image is provisioned from the local cache when missing (fetch.alpine_image: an explicit,
-    logged `docker import`, never a pull). The build is skipped when *tag* already holds an image made
-    from the same sources (label org.svinit.source).
+    With *base* ``debian``: images/debian/Dockerfile (nginx and cron) on the Debian 12 minbase image
+    svinit-base:debian12 (fetch.debian_base: made once by mmdebstrap, cached, `docker import`ed), the
+    init package's archive (`make -C init dist`) ADDed. Otherwise images/alpine/Dockerfile on *base*,
+    the init package installed (alpine:3.23 is provisioned from the local cache when missing:
+    fetch.alpine_image, an explicit, logged `docker import`). Never a pull. The build is skipped when
+    *tag* already holds an image made from the same sources (label org.svinit.source).
 
     Args:
-        tag: the image's tag.
-        base: the base image (build argument BASE); must be present locally or be alpine:3.23.
+        tag: the image's tag (default: :func:`container_tag` of *base*).
+        base: ``debian``, or the base image (build argument BASE), present locally or alpine:3.23.
         client: a docker client (default: from the environment).
         force: build even when the sources did not change.
 
     Raises:
         DockerError: the daemon is unreachable.
         BuildError: the base is missing, or the build failed.
+        FetchError: the Debian base could not be made (mmdebstrap missing or failing).
     """
     client = client or docker_client()
-    digest = source_hash()
+    tag = tag or container_tag(base)
+    debian = base == "debian"
+    digest = source_hash(DEBIAN_INPUTS if debian else CONTAINER_INPUTS)
     if not force:
         try:
             image = client.images.get(tag)
@@ -53,6 +70,9 @@ def build_container(
                 return image.id
         except docker.errors.ImageNotFound:
             pass
+    if debian:
+        base = DEBIAN_BASE
+        debian_base(client, tag=base)
     try:
         client.images.get(base)
     except docker.errors.ImageNotFound:
@@ -62,21 +82,23 @@ def build_container(
                 f"load it first (docker load/import), or use alpine:3.23"
             ) from None
         alpine_image(client, tag=base)
+    recipe = "debian" if debian else "alpine"
     with tempfile.TemporaryDirectory(prefix="svinit-ctx-") as tmp:
         ctx = Path(tmp)
-        for item in ("Dockerfile", "demo"):
-            src = ROOT / "images" / "alpine" / item
-            if src.is_dir():
-                shutil.copytree(src, ctx / item, symlinks=True)
-            else:
-                shutil.copy2(src, ctx / item)
-        install_init(ctx / "rootfs")
-        log.info("building %s from images/alpine/Dockerfile (base %s, sources %s)", tag, base, digest)
+        shutil.copytree(ROOT / "images" / recipe, ctx, symlinks=True, dirs_exist_ok=True)
+        buildargs = {"BASE": base}
+        if debian:
+            archive = dist_archive()
+            shutil.copy2(archive, ctx / archive.name)
+            buildargs["ARCHIVE"] = archive.name
+        else:
+            install_init(ctx / "rootfs")
+        log.info("building %s from images/%s/Dockerfile (base %s, sources %s)", tag, recipe, base, digest)
         try:
             resp = client.api.build(
                 path=str(ctx),
                 tag=tag,
-                buildargs={"BASE": base},
+                buildargs=buildargs,
                 rm=True,
                 labels={SOURCE_LABEL: digest},
                 decode=True,
@@ -96,3 +118,10 @@ def build_container(
         except docker.errors.APIError as e:
             raise BuildError(f"docker build of {tag} failed: {e}") from e
     return image_id or client.images.get(tag).id
+
+
+def dist_archive() -> Path:
+    """The init package's archive, built by `make -C init dist`: init/build/svinit-VERSION-x86_64.tar.gz."""
+    build = build_init()
+    out = run(["make", "-C", str(ROOT / "init"), "-s", f"O={build}", "dist"], "make -C init dist")
+    return Path(out.stdout.strip().splitlines()[-1])

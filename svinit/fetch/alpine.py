@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-from docker.utils import parse_repository_tag
 
 from svinit.dockerd import docker_client
-from svinit.fetch.cache import FetchError, cache_dir, host_tool, locked, run, sha256
+from svinit.fetch.cache import FetchError, cache_dir, host_tool, import_tar, locked, run, sha256
 from svinit.fetch.ext4 import Entry, check_tree, ext4_manifest, fix_tree, rootfs_tar
 
 log = logging.getLogger(__name__)
@@ -287,8 +286,6 @@ def alpine_image(
     tree = alpine_rootfs(version)
     manifest = alpine_manifest(version)
     release = (tree / "etc" / "alpine-release").read_text().strip()
-    repository, image_tag = parse_repository_tag(tag)
-    start = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         tar = rootfs_tar(tree, Path(tmp) / "rootfs.tar", manifest)
         log.info(
@@ -301,16 +298,4 @@ def alpine_image(
         label = (
             f'LABEL org.svinit.source="{src.project}=={src.version}" org.svinit.alpine-release="{release}"'
         )
-        changes = ['CMD ["/bin/sh"]', label]
-        try:
-            with open(tar, "rb") as f:
-                answer = client.api.import_image(
-                    src=f, repository=repository, tag=image_tag or "latest", changes=changes
-                )
-        except docker.errors.APIError as e:
-            raise FetchError(f"docker import of {tar} as {tag} failed: {e}") from e
-    if '"error' in str(answer):
-        raise FetchError(f"docker import as {tag} failed: {answer}")
-    image_id = client.images.get(tag).id
-    log.info("imported %s as %s in %.1f s", tag, image_id, time.monotonic() - start)
-    return image_id
+        return import_tar(client, tar, tag, ['CMD ["/bin/sh"]', label], log)

@@ -12,9 +12,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import docker
+import docker.errors
+from docker.utils import parse_repository_tag
 
 from svinit.errors import SvinitError
 
@@ -47,6 +52,25 @@ def run(argv: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
             f"{what} failed (exit {proc.returncode}): {' '.join(argv)}\n{proc.stdout}{proc.stderr}".strip()
         )
     return proc
+
+
+def import_tar(client: docker.DockerClient, tar: Path, tag: str, changes: list[str], log) -> str:
+    """``docker import`` of the root filesystem *tar* as *tag* with the Dockerfile *changes*; returns the
+    image id. A refusal is a FetchError naming the tar."""
+    repository, image_tag = parse_repository_tag(tag)
+    start = time.monotonic()
+    try:
+        with open(tar, "rb") as f:
+            answer = client.api.import_image(
+                src=f, repository=repository, tag=image_tag or "latest", changes=changes
+            )
+    except docker.errors.APIError as e:
+        raise FetchError(f"docker import of {tar} as {tag} failed: {e}") from e
+    if '"error' in str(answer):
+        raise FetchError(f"docker import of {tar} as {tag} failed: {answer}")
+    image_id = client.images.get(tag).id
+    log.info("imported %s as %s in %.1f s", tag, image_id, time.monotonic() - start)
+    return image_id
 
 
 @contextmanager

@@ -19,6 +19,15 @@ sv_shadow() {  # SRC DST
   done
 }
 
+if [ -e /service ] && [ ! -d /service ]; then
+  sv_error "/service is not a directory: it holds one directory per service (COPY mysvc /service/mysvc);" \
+    "remove the file /service from the image"
+  return 1
+fi
+[ -d /service ] || mkdir -p /service 2>/dev/null || {
+  sv_error "there is no /service and it cannot be made (a read-only root): add it to the image"
+  return 1
+}
 rm -f "/service/$SVINIT_SHUTDOWN_SERVICE" 2>/dev/null
 scandir=/service
 if ! { true > /service/.svinit-writable; } 2>/dev/null; then
