@@ -137,7 +137,7 @@ def test_check_vm_image_is_clean_and_a_power_cut_is_not(debian_image, debian_fil
     r = svinit("check", "vm", "--image", debian_image, "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     v = json.loads(r.stdout)
-    assert v["clean"] and v["facts"]["image"] == debian_image
+    assert v["clean"] and v["image"] == debian_image
     assert len(v["disks"]) == 2 and all(d["ok"] and d["needs_recovery"] is False for d in v["disks"])
 
     r = svinit("-v", "check", "vm", "--image", debian_image, "--how", "crash", "--artifacts", str(tmp_path))
@@ -209,3 +209,17 @@ def test_the_plugin_builds_the_vm_of_svinit_image(pytester, archive_image, monke
     pytester.makepyfile(PLUGIN_TEST)
     result = pytester.runpytest_subprocess("--svinit-image", archive_image, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+@slow
+def test_the_getty_service_says_so_when_the_root_has_no_getty(debian_image, svinit_docker):
+    # the service's run script alone, in a container of the Debian image, with a PATH that has no getty
+    script = (
+        "mkdir /tmp/b && ln -s /usr/bin/sleep /tmp/b/ && SVINIT_RUN=/tmp "
+        "timeout 2 env PATH=/tmp/b /usr/lib/svinit/vm-services/getty-console/run; echo exit=$?"
+    )
+    out = svinit_docker.containers.run(debian_image, ["-c", script], entrypoint=["/bin/sh"], remove=True)
+    assert out.decode() == (
+        "svinit: error: no getty on this root (util-linux agetty, or getty: busybox's): no login on "
+        "/dev/ttyS0; install one in the image (Debian: util-linux; Alpine: busybox)\nexit=124\n"
+    )

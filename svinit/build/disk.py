@@ -46,7 +46,8 @@ def build_root_disk(
     with tempfile.TemporaryDirectory(prefix="svinit-disk-") as tmp:
         tmp = Path(tmp)
         tar_path = tmp / "export.tar"
-        container = client.containers.create(image)
+        # never started: a command of its own, for an image that has none (docker import)
+        container = client.containers.create(image, entrypoint=["true"])
         try:
             log.info("exporting %s (docker export)", image)
             with open(tar_path, "wb") as f:
@@ -76,6 +77,7 @@ def build_root_disk(
             for p in Path(overlay).rglob("*"):  # the overlay's own files keep their modes, owned by root
                 meta["/" + str(p.relative_to(overlay))] = (0, 0, p.lstat().st_mode & 0o7777)
         if not (tree / "sbin" / "e2fsck").exists():
+            (tree / "sbin").mkdir(exist_ok=True)
             shutil.copy2(e2fsck, tree / "sbin" / "e2fsck")
         used = sum(p.lstat().st_size for p in tree.rglob("*"))
         size_mb = size_mb or max(128, int(used * 1.6 / 2**20) + 64)
