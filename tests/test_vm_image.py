@@ -2,7 +2,8 @@
 --svinit-image): a Debian 12 minbase root, with no busybox and no kmod, holding svinit's archive and
 nginx and cron as services, on Debian's kernel with the reference initramfs. Its daemons come up, its
 console asks for a login (no autologin), the ACPI power button powers it off with its root cleanly
-unmounted; a power cut is not clean. Without QEMU: what `build vm --image` refuses and what it writes.
+unmounted; a power cut is not clean. Without QEMU: what `build vm --image` refuses and what it writes,
+the getty service on a root without a getty, svacpid without a power button.
 
 One Debian VM is booted for the looking tests and ends with the ACPI button; `check vm --image` boots
 it twice more (clean, then a power cut). The VM is built once per image id (svinit's cache)."""
@@ -222,4 +223,16 @@ def test_the_getty_service_says_so_when_the_root_has_no_getty(debian_image, svin
     assert out.decode() == (
         "svinit: error: no getty on this root (util-linux agetty, or getty: busybox's): no login on "
         "/dev/ttyS0; install one in the image (Debian: util-linux; Alpine: busybox)\nexit=124\n"
+    )
+
+
+def test_svacpid_says_once_that_there_is_no_power_button_yet(init_bin):
+    # this host has no /dev/input: the kernel's button and evdev modules would give one
+    assert subprocess.run([init_bin / "svacpid"], capture_output=True, text=True).returncode == 100
+    p = subprocess.Popen([init_bin / "svacpid", "true"], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    p.terminate()
+    assert p.communicate()[1] == (
+        "svacpid: warning: no power button in /dev/input/event* yet (the kernel needs the modules button "
+        "and evdev); looking again every 5 s\n"
     )
