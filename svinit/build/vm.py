@@ -68,7 +68,7 @@ def _vm_kernel(kernel: Path | None):
 def vm_dir(layout: str = "initramfs", image: str | None = None) -> Path:
     """Where a VM is built by default, under the cache (svinit.fetch.cache_dir): the reference VM of
     *layout*, or the disk-layout VM of the local image *image*, one directory per image id (an image
-    rebuilt under the same tag gets a VM of its own)."""
+    rebuilt under the same tag gets a VM of its own; build_vm removes the tag's earlier ones)."""
     if image is not None:
         return cache_dir() / "vm" / f"image-{image_id(image)[:12]}"
     return cache_dir() / "vm" / layout
@@ -196,6 +196,8 @@ def build_vm(
     shutil.copy2(vmlinuz, out / "vmlinuz")
     (out / "cmdline").write_text(cmdline + "\n")
     stamp.write_text(digest)
+    if image is not None and out.parent == vm_dir().parent:
+        _forget_older_builds(out, image)
     log.info(
         "wrote %s: vmlinuz, initramfs.img (%d KiB), cmdline%s",
         out,
@@ -203,6 +205,17 @@ def build_vm(
         f", root.img of {image or DEFAULT_IMAGE}" if layout == "disk" else "",
     )
     return out
+
+
+def _forget_older_builds(out: Path, image: str) -> None:
+    """In the cache, the VM of *image* is one directory per image id: those of the tag's earlier ids (the
+    image rebuilt: a few hundred MB each) are removed. The tag is noted in out/image."""
+    (out / "image").write_text(image + "\n")
+    for other in out.parent.glob("image-*"):
+        note = other / "image"
+        if other != out and note.is_file() and note.read_text().strip() == image:
+            log.info("removing %s: the VM of an earlier %s", other, image)
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def autologin_of(out: Path) -> bool:
