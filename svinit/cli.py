@@ -135,9 +135,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_check_vm(args: argparse.Namespace) -> int:
     """Boots the VM, waits for its services, ends it, checks every disk; exit 0 only when clean."""
     artifacts = args.artifacts or Path("svinit-artifacts") / time.strftime("check-vm-%Y%m%d-%H%M%S")
+    if args.image is not None and args.vm is not None:
+        raise SvinitError("give --vm DIR or --image IMAGE, not both (--vm boots a build as it is)")
     v = check_vm(
         args.vm,
         layout=args.layout,
+        image=args.image,
         how=args.how,
         data_disk=not args.no_data_disk,
         shutdown_limit=args.shutdown_limit,
@@ -176,11 +179,29 @@ def cmd_verify_disk(args: argparse.Namespace) -> int:
 
 def cmd_build_vm(args: argparse.Namespace) -> int:
     out = build.build_vm(
-        args.out, layout=args.layout, kernel=args.kernel, force=args.force, overlay=args.overlay
+        args.out,
+        layout=args.layout,
+        kernel=args.kernel,
+        force=args.force,
+        overlay=args.overlay,
+        image=args.image,
+        autologin=True if args.autologin else None,
     )
     for name in ("vmlinuz", "initramfs.img", "cmdline", "root.img"):
         if (out / name).exists():
             print(out / name)
+    if build.autologin_of(out):
+        print(
+            f"svinit: {build.AUTOLOGIN} is on its kernel command line: the console gives a root shell "
+            "without a password (a test VM)",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            "svinit: the console asks for a login (the image's /etc/passwd and /etc/shadow decide); "
+            "--autologin gives a root shell without a password",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -276,6 +297,19 @@ def parser() -> argparse.ArgumentParser:
         help="initramfs: the initramfs is the root (default); disk: root on an ext4 disk "
         "made from the svinit:alpine image, which the initramfs checks, mounts and switch_roots to",
     )
+    _option(
+        bv,
+        "--image",
+        default=None,
+        help="the root disk from this local image holding svinit (its archive ADDed; never pulled): "
+        "implies --layout disk",
+    )
+    bv.add_argument(
+        "--autologin",
+        action="store_true",
+        help="a root shell on the console without a password (svinit.autologin; the reference VM has "
+        "it, an --image VM asks for a login unless this is given)",
+    )
     bv.add_argument("--kernel", type=Path, metavar="PATH", help="a kernel to use instead of Debian's")
     bv.add_argument(
         "--overlay",
@@ -357,6 +391,13 @@ def parser() -> argparse.ArgumentParser:
     )
     _option(cv, "--vm")
     _option(cv, "--layout")
+    _option(
+        cv,
+        "--image",
+        default=None,
+        help="boot the VM of this local image holding svinit (the disk layout; built once per image id "
+        "and cached)",
+    )
     cv.add_argument(
         "--how",
         default="poweroff",

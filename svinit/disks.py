@@ -3,6 +3,7 @@ cleanly unmounted (read-only: ``dumpe2fs -h`` and ``e2fsck -fn``, no mount)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,16 @@ class DiskReport:
     state: str | None = None
     fsck_exit: int | None = None
     fsck_output: str = ""
+
+
+def copy_disk(src: Path | str, dest: Path | str) -> Path:
+    """Copies a disk image with its holes kept (a root.img is mostly unwritten: a plain copy would write
+    every zero); returns *dest*."""
+    if shutil.which("cp"):
+        subprocess.run(["cp", "--sparse=always", str(src), str(dest)], check=True)
+    else:
+        shutil.copyfile(src, dest)
+    return Path(dest)
 
 
 def verify_disk(image: Path | str) -> DiskReport:

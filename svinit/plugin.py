@@ -1,7 +1,9 @@
 """pytest plugin (entry point ``pytest11``): booted svinit containers and virtual machines, with verbs.
 
 Options:
-    --svinit-image IMAGE               the image the fixtures boot (default svinit:alpine; never pulled)
+    --svinit-image IMAGE               the image the fixtures boot (default svinit:alpine; never pulled);
+                                       another image is booted as a VM too: its root disk (the disk
+                                       layout, built once per image id and cached)
     --svinit-timeout-multiplier N      scales every wait of the machines (slow hosts)
     --svinit-kernel FILE               the VM fixtures boot this kernel (default: svinit's reference VM,
                                        built with build_vm, Debian's kernel)
@@ -14,10 +16,12 @@ Fixtures:
                                 volumes=..., read_only=..., wait=True, **docker options) -> ContainerMachine
     svinit_container            a booted container of the image, every service up; stopped and removed after
     svinit_host                 a testinfra host on svinit_container (backend docker)
-    svinit_vm_files             (kernel, initrd, cmdline) of the VM: the options', else the reference
+    svinit_vm_files             (kernel, initrd, cmdline, root) of the VM: the options', else the VM of
+                                --svinit-image when it is not svinit:alpine, else the reference
                                 initramfs VM (build_vm, cached in svinit's cache)
     svinit_vm_factory           boots QEMU machines: factory(disks=[...], memory=..., cmdline=..., wait=True,
-                                **QemuMachine options) -> QemuMachine, every service up
+                                **QemuMachine options) -> QemuMachine, every service up; a root disk
+                                is a copy of its own, first of m.disks
     svinit_vm                   a booted VM of svinit_vm_files, every service up; stopped (ACPI power
                                 button) and cleaned after
 
@@ -32,6 +36,8 @@ fixtures of a wider scope register theirs with keep_for_report(request.node, mac
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +47,11 @@ import pytest
 
 from svinit.build import build_vm, vm_dir
 from svinit.container import ContainerMachine
+from svinit.disks import copy_disk
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
 from svinit.errors import SvinitError
 from svinit.machine import Machine, MachineError
+from svinit.qemu.definition import Disk
 from svinit.qemu.machine import QemuMachine
 
 log = logging.getLogger(__name__)
@@ -194,17 +202,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @dataclass(frozen=True)
 class VmFiles:
-    """What a VM boots: a kernel, an initramfs (or None), a kernel command line."""
+    """What a VM boots: a kernel, an initramfs (or None), a kernel command line, and a root disk (or
+    None: the disk layout's root.img, which each machine gets a copy of)."""
 
     kernel: Path
     initrd: Path | None
     cmdline: str
+    root: Path | None = None
+
+    @classmethod
+    def of_build(cls, out: Path, cmdline: str | None = None) -> VmFiles:
+        """The files of a build_vm output directory (*cmdline* replaces out/cmdline)."""
+        root = out / "root.img"
+        return cls(
+            out / "vmlinuz",
+            out / "initramfs.img",
+            cmdline or (out / "cmdline").read_text().strip(),
+            root if root.exists() else None,
+        )
 
 
 @pytest.fixture(scope="session")
 def svinit_vm_files(request: pytest.FixtureRequest) -> VmFiles:
-    """The options' kernel, initramfs and command line; else the reference initramfs VM, built with
-    build_vm into svinit's cache (rebuilt only when its sources change)."""
+    """The options' kernel, initramfs and command line; else the VM of --svinit-image when it is not
+    svinit:alpine (its root disk: the disk layout); else the reference initramfs VM. Both are built
+    with build_vm into svinit's cache (rebuilt only when their sources or the image's id change)."""
     opt = request.config.getoption
     kernel, initrd, cmdline = opt("--svinit-kernel"), opt("--svinit-initrd"), opt("--svinit-cmdline")
     if cmdline and cmdline.startswith("@"):
@@ -216,11 +238,16 @@ def svinit_vm_files(request: pytest.FixtureRequest) -> VmFiles:
         return VmFiles(Path(kernel), Path(initrd) if initrd else None, cmdline or "console=ttyS0")
     if initrd:
         pytest.fail("--svinit-initrd needs --svinit-kernel", pytrace=False)
+    image = opt("--svinit-image")
     try:
-        out = build_vm(vm_dir("initramfs"))
+        if image != DEFAULT_IMAGE:
+            out = build_vm(vm_dir(image=image), image=image)
+        else:
+            out = build_vm(vm_dir("initramfs"))
     except SvinitError as e:
-        pytest.fail(f"cannot build the reference VM: {e}", pytrace=False)
-    return VmFiles(out / "vmlinuz", out / "initramfs.img", cmdline or (out / "cmdline").read_text().strip())
+        what = "the reference VM" if image == DEFAULT_IMAGE else f"the VM of {image}"
+        pytest.fail(f"cannot build {what}: {e}", pytrace=False)
+    return VmFiles.of_build(out, cmdline)
 
 
 def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
@@ -229,6 +256,7 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
     stops and cleans every machine it started."""
     multiplier = request.config.getoption("--svinit-timeout-multiplier")
     machines: list[QemuMachine] = []
+    roots = Path(tempfile.mkdtemp(prefix="svinit-roots-")) if files.root else None
 
     def start(
         disks: list[Any] | None = None,
@@ -241,6 +269,10 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
     ) -> QemuMachine:
         options.setdefault("timeout_multiplier", multiplier)
         options.setdefault("name", f"vm{len(machines) + 1}")
+        if files.root is not None and roots is not None:  # a root of its own: the built one stays
+            root = roots / f"{options['name']}-root.img"
+            copy_disk(files.root, root)
+            disks = [Disk(root), *(disks or [])]
         m = QemuMachine(
             kernel or files.kernel, initrd or files.initrd, cmdline or files.cmdline, disks, **options
         )
@@ -255,6 +287,8 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
                 log.warning("%s: no clean stop at teardown: %s", m.name, e)
             finally:
                 m.close()
+        if roots is not None:
+            shutil.rmtree(roots, ignore_errors=True)
 
     return start, stop_all
 

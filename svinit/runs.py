@@ -72,6 +72,7 @@ def check_container(
 def check_vm(
     build_dir: Path | None = None,
     layout: str = "initramfs",
+    image: str | None = None,
     how: str = "poweroff",
     data_disk: bool = True,
     shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT,
@@ -84,6 +85,8 @@ def check_vm(
     Args:
         build_dir: a `build_vm` output (default: the reference VM of *layout*, built if needed).
         layout: initramfs or disk, when *build_dir* is not given.
+        image: when *build_dir* is not given: the VM of this local image holding svinit (the disk
+            layout), built once per image id and cached (vm_dir).
         how: poweroff, acpi, ctrl-alt-del, reboot, halt; or crash (QMP quit: the power cut, unclean).
         data_disk: attach a fresh ext4 disk labelled svdata (mounted at /data) and write to it.
         shutdown_limit: seconds (before the TCG factor) the end may take.
@@ -97,8 +100,14 @@ def check_vm(
     Raises:
         MachineError: QEMU could not start, or the VM could not be built.
     """
-    # a given build is used as it is (it may have an overlay); the reference VM is built if needed
-    build_dir = Path(build_dir) if build_dir is not None else build_vm(vm_dir(layout), layout=layout)
+    # a given build is used as it is (it may have an overlay); the reference VM, or the image's, is
+    # built if needed
+    if build_dir is not None:
+        build_dir = Path(build_dir)
+    elif image is not None:
+        build_dir = build_vm(vm_dir(image=image), image=image)
+    else:
+        build_dir = build_vm(vm_dir(layout), layout=layout)
     with tempfile.TemporaryDirectory(prefix="svinit-check-vm-") as tmp:
         tmp = Path(tmp)
         root = tmp / "root.img" if (build_dir / "root.img").exists() else None
@@ -116,6 +125,8 @@ def check_vm(
             )
             v = vm_verdict(ev, m.timeout(shutdown_limit))
             v.facts["accel"] = m.accel
+            if image is not None:
+                v.facts["image"] = image
             if not v.clean and artifacts is not None:
                 save_vm_artifacts(m, ev, v, artifacts)
     return v

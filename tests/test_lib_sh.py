@@ -39,7 +39,7 @@ def test_state_files_missing_or_present_are_read_quietly(shell, tmp_path):
 
 def test_no_script_of_the_init_package_needs_busybox():
     """A root without busybox (Debian) must still boot, stop and power off: svinit's sh calls no
-    `busybox APPLET` (svpower powers off; acpid and getty are used where the base has them)."""
+    `busybox APPLET` (svpower powers off, svacpid hears the power button; the getty is the base's)."""
     calls = []
     for f in (ROOT / "init" / "sh").rglob("*"):
         if f.is_file():

@@ -15,8 +15,7 @@
 #   /service/svscan-log           svscan's logger
 #   /etc/svinit/boot.d, /etc/svinit/runlevels/default   for the user's own
 # With --system (make install: the reference image and the VM's initramfs), also /sbin/init and
-# /sbin/{poweroff,reboot,halt,shutdown,runlevel} (links into /usr/lib/svinit/bin), and the ACPI power
-# button's action for busybox acpid, /etc/acpi/PWRF/00000080.
+# /sbin/{poweroff,reboot,halt,shutdown,runlevel} (links into /usr/lib/svinit/bin).
 set -eu
 src=$(cd "$(dirname "$0")" && pwd)
 D=${DESTDIR:-}
@@ -37,7 +36,6 @@ link() {  # TARGET NAME: NAME becomes a symlink to TARGET
 
 if [ "${1:-}" = --system ]; then
   for c in init poweroff reboot halt shutdown runlevel; do link "../usr/lib/svinit/bin/$c" "$D/sbin/$c"; done
-  link /usr/lib/svinit/acpi-power "$D/etc/acpi/PWRF/00000080"
   exit 0
 fi
 
@@ -55,7 +53,7 @@ mkdir -p "$L"
 printf '%s\n' "${VERSION:?install.sh: VERSION must be set}" > "$L/VERSION"
 chmod 0644 "$L/VERSION"
 for f in lib.sh resolve.sh final.sh; do inst 0644 "$src/lib/$f" "$L/$f"; done
-for f in stage1 front shutdown autologin acpi-power svinit-shutdown.run stopped-supervise; do
+for f in stage1 front shutdown autologin svinit-shutdown.run stopped-supervise; do
   inst 0755 "$src/lib/$f" "$L/$f"
 done
 for d in "$src"/vm-services/*; do

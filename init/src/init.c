@@ -16,7 +16,7 @@
  * init exits with stage 1's code (111 for its own failures); on a VM (the initial PID namespace, where
  * the kernel panics when process 1 exits) it gives a shell on the console and then tries again.
  * In an initramfs whose stage 1 leaves /.svinit-switch-root (the disk layout of a VM), init moves the
- * root it names over / and execs that root's /sbin/init instead (see switch_root).
+ * root it names over / and execs the init it names there instead (see switch_root).
  * Not process 1 (docker run --init, unshare without --fork): it makes itself a child subreaper, so the
  * orphans of what it runs come back to it, and to svscan after it.
  * svinit's state directory, $SVINIT_RUN, is chosen here once and passed on: as set, else /run/svinit;
@@ -170,19 +170,21 @@ static void hand_over(int *noted)
 }
 
 /*
- * An initramfs's stage 1 (the disk layout's) mounts the real root and names it in SWITCH_ROOT: process 1
- * then moves that root over /, and execs its /sbin/init (svinit's init again, which runs the image's own
- * stage 1) with the held signals still pending. The initramfs's files are left in memory (a few MB).
+ * An initramfs's stage 1 (the disk layout's) mounts the real root and names it in SWITCH_ROOT, with the
+ * init to run there on a second line (default /sbin/init): process 1 then moves that root over /, and
+ * execs that init (svinit's init again, which runs the image's own stage 1) with the held signals still
+ * pending. The initramfs's files are left in memory (a few MB).
  * Returns only when there is nothing to switch to, or the switch failed (said).
  */
 #define SWITCH_ROOT "/.svinit-switch-root"
 static void switch_root(int *noted)
 {
-  char root[4096];
-  char *argv[] = { "/sbin/init", NULL };
+  char root[4096], init[4096] = "/sbin/init";
+  char *argv[] = { init, NULL };
   FILE *f = fopen(SWITCH_ROOT, "re");
   if (!f) return;
   if (line(f, root, sizeof root) == -1) { fclose(f); sv_warn("%s names no root", SWITCH_ROOT); return; }
+  if (line(f, init, sizeof init) == -1) snprintf(init, sizeof init, "/sbin/init");
   fclose(f);
   unlink(SWITCH_ROOT);
   if (chdir(root) == -1 || mount(".", "/", NULL, MS_MOVE, NULL) == -1 || chroot(".") == -1 || chdir("/") == -1) {
@@ -191,7 +193,7 @@ static void switch_root(int *noted)
   }
   hand_over(noted);
   execve(argv[0], argv, environ);
-  sv_warnsys("unable to run /sbin/init of the new root %s", root);
+  sv_warnsys("unable to run %s of the new root %s", init, root);
 }
 
 /* Execs svscan as described by $SVINIT_RUN/svscan; returns only when it cannot. */

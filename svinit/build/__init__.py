@@ -6,11 +6,13 @@ command line)."""
 from svinit.build.container import DEBIAN_IMAGE, build_container, container_tag
 from svinit.build.init import build_init, dist, install_init
 from svinit.build.sources import BuildError
-from svinit.build.vm import build_vm, vm_dir
+from svinit.build.vm import AUTOLOGIN, autologin_of, build_vm, vm_dir
 
 __all__ = [
+    "AUTOLOGIN",
     "DEBIAN_IMAGE",
     "BuildError",
+    "autologin_of",
     "build_container",
     "build_init",
     "build_vm",

@@ -20,13 +20,10 @@ from svinit.build.sources import BuildError
 log = logging.getLogger(__name__)
 
 #: What `make install` adds beyond the archive (init/sh/install.sh --system): links in /sbin to
-#: svinit's programs, and busybox acpid's action for the ACPI power button.
+#: svinit's programs.
 SYSTEM_LINKS = {
-    **{
-        f"sbin/{c}": f"../usr/lib/svinit/bin/{c}"
-        for c in ("init", "poweroff", "reboot", "halt", "shutdown", "runlevel")
-    },
-    "etc/acpi/PWRF/00000080": "/usr/lib/svinit/acpi-power",
+    f"sbin/{c}": f"../usr/lib/svinit/bin/{c}"
+    for c in ("init", "poweroff", "reboot", "halt", "shutdown", "runlevel")
 }
 
 

@@ -1,5 +1,6 @@
 """The VM: a kernel, an initramfs written without root (static busybox, the init package, the modules
-and their load order), a kernel command line and, for the disk layout, a root disk."""
+and their load order), a kernel command line and, for the disk layout, a root disk: svinit:alpine's, or
+any local image's that holds svinit (``image``)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ from svinit.build.sources import (
     source_hash,
     tree_hash,
 )
+from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
 from svinit.fetch.cache import cache_dir
 from svinit.fetch.debian import busybox_static, debian_kernel, debian_package
 
 log = logging.getLogger(__name__)
+
+#: The kernel command line word that gives a root shell on the console without a password (the getty
+#: service's autologin): the reference test VM's; a user's image asks for a login unless asked.
+AUTOLOGIN = "svinit.autologin"
 
 #: Programs svinit provides itself: busybox's applets of the same name are not linked.
 OWN_PROGRAMS = {"init", "poweroff", "reboot", "halt", "svc", "svok", "linuxrc", "shutdown"}
@@ -59,9 +65,22 @@ def _vm_kernel(kernel: Path | None):
     return k.vmlinuz, k.modules.parent.parent.parent, k.version
 
 
-def vm_dir(layout: str = "initramfs") -> Path:
-    """Where the reference VM of *layout* is built by default: under the cache (svinit.fetch.cache_dir)."""
+def vm_dir(layout: str = "initramfs", image: str | None = None) -> Path:
+    """Where a VM is built by default, under the cache (svinit.fetch.cache_dir): the reference VM of
+    *layout*, or the disk-layout VM of the local image *image*, one directory per image id (an image
+    rebuilt under the same tag gets a VM of its own; build_vm removes the tag's earlier ones)."""
+    if image is not None:
+        return cache_dir() / "vm" / f"image-{image_id(image)[:12]}"
     return cache_dir() / "vm" / layout
+
+
+def image_id(image: str) -> str:
+    """The id (hex digits, without sha256:) of the local image *image*.
+
+    Raises:
+        ImageMissing: it is not present (svinit never pulls).
+    """
+    return require_image(docker_client(), image).id.removeprefix("sha256:")
 
 
 def build_vm(
@@ -70,12 +89,15 @@ def build_vm(
     kernel: Path | None = None,
     force: bool = False,
     overlay: Path | None = None,
+    image: str | None = None,
+    autologin: bool | None = None,
 ) -> Path:
     """Builds a VM: out/vmlinuz, out/initramfs.img, out/cmdline and, for the disk layout, out/root.img.
 
     Layouts: "initramfs" (the reference: the initramfs is the root; static busybox, the init package,
-    the modules of images/initramfs/modules) and "disk" (a small initramfs that checks and mounts the
-    ext4 disk root.img, made from the svinit:alpine image, and switch_roots to its /sbin/init).
+    the modules of images/initramfs/modules) and "disk" (a small initramfs that loads the modules, checks
+    and mounts the ext4 disk root.img, made from the svinit:alpine image or *image*, and switch_roots to
+    its init: the archive's /init, else /usr/lib/svinit/bin/init, else /sbin/init).
 
     Args:
         out: the output directory.
@@ -84,12 +106,23 @@ def build_vm(
         force: build even when the inputs did not change.
         overlay: a directory whose files are added over the root (your services in service/, boot
             drop-ins in etc/svinit/boot.d/, an etc/fstab...): in the initramfs, or in root.img.
+        image: a local image holding svinit (its archive ADDed) whose root becomes root.img: implies the
+            disk layout. The build is redone when the image's id changes.
+        autologin: put svinit.autologin on the kernel command line (a root shell on the console, no
+            password). Default: yes for the reference VM (svinit:alpine, a test machine), no for *image*
+            (its console asks for a login: its own /etc/passwd and /etc/shadow decide).
 
     Raises:
-        BuildError: a fetch or a build step failed (the message names it).
+        BuildError: a fetch or a build step failed, or *image* holds no svinit (the message names it).
+        ImageMissing: *image* is not present locally (it is never pulled).
     """
     if layout not in ("initramfs", "disk"):
         raise BuildError(f"unknown layout {layout!r}: use initramfs or disk")
+    if image is not None and layout != "disk":
+        log.info("an image's VM has its root on a disk: the disk layout")
+        layout = "disk"
+    if autologin is None:
+        autologin = image is None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vmlinuz, kdir, version = _vm_kernel(kernel)
@@ -97,10 +130,12 @@ def build_vm(
         raise BuildError(
             f"overlay {overlay} is not a directory: give a directory of files to add over the root"
         )
-    digest = f"{source_hash(VM_INPUTS)}-{layout}-{vmlinuz}"
+    digest = f"{source_hash(VM_INPUTS)}-{layout}-{vmlinuz}-autologin={autologin}"
     if overlay is not None:
         digest += "-" + tree_hash(Path(overlay))
-    if layout == "disk":
+    if image is not None:
+        digest += "-" + image_id(image)
+    elif layout == "disk":
         digest += "-" + source_hash(CONTAINER_INPUTS)
     stamp = out / ".svinit-build"
     wanted = [out / n for n in ("vmlinuz", "initramfs.img", "cmdline")] + (
@@ -156,15 +191,35 @@ def build_vm(
             (tree / "usr/lib/svinit").mkdir(parents=True)
             shutil.copy2(resources.data("images/initramfs/init-disk"), tree / "usr/lib/svinit/stage1")
             cmdline = resources.data("images/initramfs/cmdline").read_text().strip() + " root=LABEL=svroot"
-            build_root_disk(out / "root.img", kdir, version, modules, e2fsck, overlay=overlay)
+            build_root_disk(out / "root.img", e2fsck, image=image or DEFAULT_IMAGE, overlay=overlay)
         write_initramfs(tree, out / "initramfs.img")
+    if autologin:
+        cmdline += " " + AUTOLOGIN
     shutil.copy2(vmlinuz, out / "vmlinuz")
     (out / "cmdline").write_text(cmdline + "\n")
     stamp.write_text(digest)
+    if image is not None and out.parent == vm_dir().parent:
+        _forget_older_builds(out, image)
     log.info(
         "wrote %s: vmlinuz, initramfs.img (%d KiB), cmdline%s",
         out,
         (out / "initramfs.img").stat().st_size // 1024,
-        ", root.img" if layout == "disk" else "",
+        f", root.img of {image or DEFAULT_IMAGE}" if layout == "disk" else "",
     )
     return out
+
+
+def _forget_older_builds(out: Path, image: str) -> None:
+    """In the cache, the VM of *image* is one directory per image id: those of the tag's earlier ids (the
+    image rebuilt: a few hundred MB each) are removed. The tag is noted in out/image."""
+    (out / "image").write_text(image + "\n")
+    for other in out.parent.glob("image-*"):
+        note = other / "image"
+        if other != out and note.is_file() and note.read_text().strip() == image:
+            log.info("removing %s: the VM of an earlier %s", other, image)
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def autologin_of(out: Path) -> bool:
+    """Does the VM built in *out* give a root shell on its console without a password?"""
+    return AUTOLOGIN in (Path(out) / "cmdline").read_text().split()

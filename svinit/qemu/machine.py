@@ -32,6 +32,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from svinit.disks import copy_disk
 from svinit.machine import CommandFailed, CommandResult, Machine, MachineError, Timeout
 from svinit.qemu.accel import choose_accel
 from svinit.qemu.channel import CommandChannel
@@ -136,8 +137,7 @@ class QemuMachine(Machine):
         root = out / "root.img"
         if root.exists():
             if disk_copy is not None:
-                shutil.copyfile(root, disk_copy)
-                root = disk_copy
+                root = copy_disk(root, disk_copy)
             disks.insert(0, root)
         cmdline = kw.pop("cmdline", None) or (out / "cmdline").read_text().strip()
         return cls(out / "vmlinuz", out / "initramfs.img", cmdline, disks, **kw)

@@ -4,6 +4,9 @@
 # crc32c), so nothing is resolved here. "load NAME [PARAMS]" must load; "try NAME" may not on this CPU
 # (an alias's provider: crc32c_intel needs SSE4.2, crc32c_generic loads anywhere).
 [ "$virt" = vm ] || { sv_skip "a container uses its host's kernel modules"; return 0; }
+# The disk layout's initramfs loaded them all before switching to the root (which then needs no modprobe
+# and no modules of this kernel): it left $SVINIT_RUN/modules-loaded.
+[ -e "$SVINIT_RUN/modules-loaded" ] && { sv_skip "the initramfs loaded the modules"; return 0; }
 [ -r "$SVINIT_ETC/modules.load" ] || { sv_skip "no $SVINIT_ETC/modules.load: the kernel has its drivers built in"; return 0; }
 rc=0
 while read -r how mod params; do
