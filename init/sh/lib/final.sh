@@ -1,7 +1,7 @@
 # The final stage on a vm, sourced by .svscan/finish as process 1: nothing is left to kill it. Kills
 # what remains, saves a random seed, turns swap off, unmounts every local filesystem in the reverse
 # order of mounting, remounts read-only what cannot be unmounted (the root), then svpower syncs and
-# calls reboot(2).
+# calls reboot(2). It needs mount and umount from the root; nothing else but the sh.
 { read -r action < "$SVINIT_RUN/action"; } 2>/dev/null || action=poweroff
 kill -KILL -1 2>/dev/null
 seed=/var/lib/svinit/random-seed
@@ -17,7 +17,6 @@ for mp in $mounts; do
   umount "$mp" 2>/dev/null || mount -o remount,ro "$mp" 2>/dev/null || sv_error "unable to unmount $mp"
 done
 mount -o remount,ro / 2>/dev/null
-sync
 sv_say "$action"
 case $action in reboot | halt) ;; *) action=poweroff ;; esac
 # svpower: sync, then reboot(2) from a child; no busybox needed. Should the kernel refuse, process 1
