@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from svinit import ROOT
+from svinit import ROOT, cli
 from svinit.fetch import alpine_image, busybox_static
 from tests.dockerrun import boot_and_stop, docker_run
 
@@ -206,3 +206,11 @@ def test_bad_input_says_the_cause_and_exits_1(images, damage, opts, says):
     tag = broken(images["busybox"], "svinit-test:broken", damage)
     r = docker_run(*opts, tag, timeout=20)
     assert r.returncode == 1 and says in r.stderr, (r.returncode, r.stderr)
+
+
+@pytest.mark.parametrize("base", ["alpine", "busybox"])
+def test_check_container_is_clean_on_each_base(images, base, tmp_path):
+    """`svinit check container --image` on the archive ADDed to each base (Debian: tests/test_debian.py)."""
+    argv = ["check", "container", "--image", images[base], "--json"]
+    assert cli.main([*argv, "--artifacts", str(tmp_path / "a")]) == 0
+    assert not (tmp_path / "a").exists()
