@@ -16,6 +16,7 @@ from pathlib import Path
 
 from svinit import build
 from svinit.disks import verify_disk
+from svinit.evidence import DEFAULT_OBSERVE
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
 from svinit.errors import SvinitError
 from svinit.qemu.machine import QemuMachine
@@ -100,6 +101,8 @@ def cmd_check_container(args: argparse.Namespace) -> int:
         boot_timeout=args.boot_timeout,
         stop_timeout=args.stop_timeout,
         artifacts=artifacts,
+        observe=args.observe,
+        expect_log=args.expect_log,
     )
     return _report(v, args.json, "docker.log, service/, verdict.json", artifacts)
 
@@ -225,6 +228,16 @@ def _option(p: argparse.ArgumentParser, name: str, **kw) -> None:
 
 def _seconds(p: argparse.ArgumentParser, name: str, default: float, what: str) -> None:
     p.add_argument(name, type=float, default=default, metavar="S", help=f"{what} (default %(default)g s)")
+
+
+def _expect_log(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--expect-log",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the service NAME must log: its log holding no line fails the check (repeatable)",
+    )
 
 
 def _artifacts(p: argparse.ArgumentParser, what: str) -> None:
@@ -358,8 +371,9 @@ def parser() -> argparse.ArgumentParser:
         "container",
         help="boot a container, docker stop it, and judge: exit code, stop time, order, logs",
         description="Boots the image, waits until every service and logger is up (svstat), stops it with "
-        "docker stop, and checks: exit code 0, the stop far under Docker's grace, every service stopped "
-        "before its logger, every log complete to its last line. Exits 0 only when clean (1 when not, "
+        "docker stop, and checks: every service stayed up with the same pid for --observe seconds (no "
+        "crash loop), exit code 0, the stop far under Docker's grace, every service stopped "
+        "before its logger, every log complete to its last line (and not empty for --expect-log). Exits 0 only when clean (1 when not, "
         "2 when the check could not run); saves artifacts when not clean.",
     )
     _option(cc, "--image")
@@ -369,6 +383,8 @@ def parser() -> argparse.ArgumentParser:
     )
     _seconds(cc, "--stop-limit", DEFAULT_STOP_LIMIT, "the stop must take less")
     _seconds(cc, "--boot-timeout", DEFAULT_BOOT_TIMEOUT, "time for every service and logger to be up")
+    _seconds(cc, "--observe", DEFAULT_OBSERVE, "then every service must stay up, with the same pid")
+    _expect_log(cc)
     cc.add_argument(
         "--stop-timeout",
         type=int,

@@ -48,8 +48,8 @@ def clean() -> Evidence:
     )
 
 
-def failing(ev: Evidence) -> dict[str, str]:
-    return {c.name: c.detail for c in verdict(ev).checks if not c.ok}
+def failing(ev: Evidence, **kw) -> dict[str, str]:
+    return {c.name: c.detail for c in verdict(ev, **kw).checks if not c.ok}
 
 
 def test_a_clean_run_is_clean():
@@ -126,6 +126,83 @@ def test_a_boot_that_never_finished_and_no_services():
     assert f["boot"] == "not up: heartbeat (down 1 seconds, normally up)"
     assert set(f) == {"boot", "order", "logs"}
     assert verdict(ev).table().endswith("NOT CLEAN (boot, order, logs)")
+
+
+def up(name: str, pid: int, seconds: int = 0) -> Status:
+    return Status(name, True, pid, seconds, "u", normally_up=True)
+
+
+def watched(*views: dict[str, Status | str], every: float = 0.25) -> list:
+    return [(i * every, v) for i, v in enumerate(views)]
+
+
+def test_a_steady_boot_says_so():
+    ev = clean()
+    ev.watch = watched(*({"heartbeat": up("heartbeat", 12, i // 4)} for i in range(7)))
+    ev.observe_seconds = 1.5
+    v = verdict(ev)
+    assert v.clean, v.table()
+    assert v["boot"].detail == "1 services and 2 loggers up 0.40 s after start, steady for 1.5 s"
+
+
+def test_a_crash_loop_is_not_a_clean_boot():
+    """run exits after half a second, supervise restarts it each second: seen down (want up), then up
+    with a new pid; named with its status, its last exit and its log's last lines."""
+    ev = clean()
+    lines = ("starting", "oops: no config", "starting", "oops: no config")
+    ev.logs_before["heartbeat/log/main"] = ev.logs_after["heartbeat/log/main"] = log(*lines)
+    ev.status_before["heartbeat"] = replace(down("heartbeat", 0.0, wait=1 << 8), want="u")
+    wait = Status("heartbeat", False, None, 0, "u", normally_up=True)
+    ev.watch = watched(
+        {"heartbeat": up("heartbeat", 12)}, {"heartbeat": wait}, {"heartbeat": up("heartbeat", 15)}
+    )
+    f = failing(ev)
+    assert f == {
+        "boot": "heartbeat is restarting: 2 pids (12, 15), down in 1 of 3 looks in 0.5 s; "
+        "up (pid 15) 0 seconds, last exit 1; last lines of heartbeat/log/main: "
+        "'oops: no config' | 'starting' | 'oops: no config'"
+    }
+
+
+def test_a_restart_between_two_looks_is_seen():
+    """A new pid alone (the down moment fell between two looks), or the same pid with its uptime fallen
+    back (a reused pid), is a restart; a service never seen down or new is steady."""
+    ev = clean()
+    ev.watch = watched({"heartbeat": up("heartbeat", 12, 3)}, {"heartbeat": up("heartbeat", 13, 0)})
+    assert failing(ev)["boot"].startswith("heartbeat is restarting: 2 pids (12, 13) in 0.2 s; up (pid 13)")
+    ev.watch = watched({"heartbeat": up("heartbeat", 12, 3)}, {"heartbeat": up("heartbeat", 12, 0)})
+    assert "its uptime fell back from 3 to 0 s" in failing(ev)["boot"]
+    ev.watch = watched({"heartbeat": up("heartbeat", 12, 3)}, {"heartbeat": "supervise not running"})
+    assert "down in 1 of 2 looks in 0.2 s; supervise not running" in failing(ev)["boot"]
+
+
+def test_a_service_not_up_at_boot_shows_its_status_and_log():
+    ev = Evidence("test:none", None, boot_problem="timed out: not up: heartbeat (down 0 seconds)")
+    ev.exit_code, ev.stop_seconds = 0, 0.1
+    ev.watch = watched({"heartbeat": Status("heartbeat", False, None, 0, "u", normally_up=True)})
+    ev.logs_before = {"heartbeat/log/main": log("cannot bind port 80")}
+    assert failing(ev)["boot"] == (
+        "timed out: not up: heartbeat (down 0 seconds); heartbeat: down 0 seconds, normally up, want up; "
+        "last lines of heartbeat/log/main: 'cannot bind port 80'"
+    )
+    ev.logs_before = {"heartbeat/log/main": log()}
+    assert failing(ev)["boot"].endswith("want up; heartbeat/log/main is empty")
+
+
+def test_an_empty_log_is_reported_and_fails_when_it_must_log():
+    ev = clean()
+    ev.logs_before["svscan-log/main"] = ev.logs_after["svscan-log/main"] = log()
+    v = verdict(ev)
+    assert v.clean
+    assert v["logs"].detail.startswith("1 logs complete (2 lines)")
+    assert v["logs"].detail.endswith("empty (their loggers received nothing): svscan-log/main")
+    assert verdict(ev, expect_log=["heartbeat"]).clean
+    ev.logs_after["heartbeat/log/main"] = log()
+    ev.logs_before["heartbeat/log/main"] = log()
+    assert failing(replace(ev), expect_log=["heartbeat", "nosuch"]) == {
+        "logs": "heartbeat/log/main is empty: heartbeat's logger received nothing, and it must log; "
+        "nosuch: no log directory (nosuch/log/*/current), and it must log"
+    }
 
 
 # The command, against the real dockerd.
