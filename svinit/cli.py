@@ -16,9 +16,9 @@ from pathlib import Path
 
 from svinit import build
 from svinit.disks import verify_disk
-from svinit.evidence import DEFAULT_OBSERVE
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
 from svinit.errors import SvinitError
+from svinit.evidence import DEFAULT_OBSERVE
 from svinit.qemu.machine import QemuMachine
 from svinit.qemu.shutdown import HOWS
 from svinit.runs import check_container, check_vm
@@ -372,9 +372,9 @@ def parser() -> argparse.ArgumentParser:
         help="boot a container, docker stop it, and judge: exit code, stop time, order, logs",
         description="Boots the image, waits until every service and logger is up (svstat), stops it with "
         "docker stop, and checks: every service stayed up with the same pid for --observe seconds (no "
-        "crash loop), exit code 0, the stop far under Docker's grace, every service stopped "
-        "before its logger, every log complete to its last line (and not empty for --expect-log). Exits 0 only when clean (1 when not, "
-        "2 when the check could not run); saves artifacts when not clean.",
+        "crash loop), exit code 0, the stop far under Docker's grace, every service stopped before its "
+        "logger, every log complete to its last line (and not empty for --expect-log). Exits 0 only when "
+        "clean (1 when not, 2 when the check could not run); saves artifacts when not clean.",
     )
     _option(cc, "--image")
     _option(cc, "--json")

@@ -17,9 +17,10 @@ A container (:func:`verdict`):
    before the stop. An empty log (its logger received nothing) is reported, and fails for a service the
    user says must log (``expect_log``).
 
-A VM (:func:`vm_verdict`): boot (the same check: up, and steady through the window); ended (the guest ended QEMU as asked, through svinit:
-:meth:`QemuShutdown.ended <svinit.qemu.shutdown.QemuShutdown.ended>`, the one definition); time; disks
-(each cleanly unmounted); order (every service down before its logger, from the shutdown's report).
+A VM (:func:`vm_verdict`): boot (the same check: up, and steady through the window); ended (the guest
+ended QEMU as asked, through svinit: :meth:`QemuShutdown.ended
+<svinit.qemu.shutdown.QemuShutdown.ended>`, the one definition); time; disks (each cleanly unmounted);
+order (every service down before its logger, from the shutdown's report).
 """
 
 from __future__ import annotations
@@ -192,7 +193,9 @@ def restarting(
                 continue
             if s.pid is not None and s.pid not in pids:
                 pids.append(s.pid)
-            elif prev is not None and prev[1].pid == s.pid and s.seconds + 1 < prev[1].seconds + (t - prev[0]):
+            elif (
+                prev is not None and prev[1].pid == s.pid and s.seconds + 1 < prev[1].seconds + (t - prev[0])
+            ):
                 fell_back = f"its uptime fell back from {prev[1].seconds} to {s.seconds} s"
             prev = (t, s)
         starts = len(pids) - 1
@@ -245,7 +248,7 @@ def log_dirs_of(name: str, logs: dict[str, LogState] | Any) -> list[str]:
 
 
 def log_tail(name: str, logs: dict[str, LogState], n: int = TAIL_LINES) -> str:
-    """"; last lines of DIR: 'a' | 'b'" for *name*'s log, its stamps cut; "; DIR is empty" when its logger
+    """ "; last lines of DIR: 'a' | 'b'" for *name*'s log, its stamps cut; "; DIR is empty" when its logger
     received nothing; "; no log" when it has none (a logger writes to svscan's, svscan-log)."""
     dirs = log_dirs_of(name, logs)
     if not dirs:

@@ -281,3 +281,81 @@ def test_check_artifacts_of_an_unclean_svinit_run(svinit_image, tmp_path):
     assert "catlog/log/main/current has mode 0644, not 0744" in v["logs"].detail
     assert (art / "service" / "heartbeat" / "log" / "main" / "current").read_text().endswith("\n")
     assert Path(art / "docker.log").read_text().startswith("svinit: booted")
+
+
+def _image_with(docker, base: str, tmp: Path, tag: str, services: dict[str, dict[str, str]]) -> str:
+    """*base* with more services under /service (NAME: {relative path: script}), built, never pulled."""
+    ctx = tmp / tag.replace(":", "-")
+    for name, files in services.items():
+        for rel, text in files.items():
+            f = ctx / "svc" / name / rel
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(text)
+            f.chmod(0o755)
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY svc/ /service/\n")
+    docker.images.build(path=str(ctx), tag=tag, pull=False, rm=True)
+    return tag
+
+
+LOGGER = "#!/bin/sh\nexec multilog t ./main\n"
+
+
+@pytest.fixture(scope="session")
+def crashloop_image(svinit_docker, svinit_image, tmp_path_factory) -> str:
+    """svinit:alpine with a service whose run exits after half a second: supervise restarts it every
+    second, a crash loop."""
+    run = "#!/bin/sh\necho starting\nsleep 0.5\necho 'oops: no config'\nexit 1\n"
+    return _image_with(
+        svinit_docker,
+        svinit_image,
+        tmp_path_factory.mktemp("img"),
+        "svinit-test:crashloop",
+        {"crashy": {"run": run, "log/run": LOGGER}},
+    )
+
+
+@pytest.fixture(scope="session")
+def silent_image(svinit_docker, svinit_image, tmp_path_factory) -> str:
+    """svinit:alpine with a service that runs and says nothing: its logger receives nothing."""
+    return _image_with(
+        svinit_docker,
+        svinit_image,
+        tmp_path_factory.mktemp("img"),
+        "svinit-test:silent",
+        {"quiet": {"run": "#!/bin/sh\nexec sleep 100000\n", "log/run": LOGGER}},
+    )
+
+
+@pytest.mark.slow
+def test_check_container_catches_a_crash_loop(crashloop_image, capsys, tmp_path):
+    argv = ["check", "container", "--image", crashloop_image, "--artifacts", str(tmp_path / "a")]
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    boot = next(line for line in out.splitlines() if line.startswith("  FAIL  boot"))
+    assert "crashy is restarting: " in boot, out
+    assert "last exit 1" in boot and "last lines of crashy/log/main: " in boot, out
+    assert "'oops: no config'" in boot, out
+    assert out.endswith("NOT CLEAN (boot)\n"), out
+
+
+@pytest.mark.slow
+def test_check_container_fails_a_silent_log_that_must_log(silent_image, capsys):
+    assert cli.main(["check", "container", "--image", silent_image]) == 0
+    out = capsys.readouterr().out
+    assert "empty (their loggers received nothing): quiet/log/main" in out, out
+    argv = [
+        "check",
+        "container",
+        "--image",
+        silent_image,
+        "--expect-log",
+        "quiet",
+        "--expect-log",
+        "heartbeat",
+    ]
+    assert cli.main([*argv, "--json"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in d["checks"] if not c["ok"]] == ["logs"]
+    assert d["checks"][-1]["detail"] == (
+        "quiet/log/main is empty: quiet's logger received nothing, and it must log"
+    )
