@@ -149,6 +149,7 @@ def cmd_check_vm(args: argparse.Namespace) -> int:
         shutdown_limit=args.shutdown_limit,
         boot_timeout=args.boot_timeout,
         artifacts=artifacts,
+        observe=args.observe,
     )
     return _report(v, args.json, "console.log, events.json, verdict.json", artifacts)
 
@@ -425,6 +426,7 @@ def parser() -> argparse.ArgumentParser:
     _artifacts(cv, "the console, QMP events and the verdict (default svinit-artifacts/check-vm-DATE-TIME)")
     _seconds(cv, "--shutdown-limit", DEFAULT_VM_SHUTDOWN_LIMIT, "the end may take, before the TCG factor")
     _seconds(cv, "--boot-timeout", 60.0, "time for every service to be up, before the TCG factor")
+    _seconds(cv, "--observe", DEFAULT_OBSERVE, "then every service must stay up, with the same pid")
     cv.set_defaults(func=cmd_check_vm)
 
     bt = sub.add_parser(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from svinit.container import ContainerMachine
 from svinit.disks import DiskReport, verify_disk
-from svinit.guest import DEFAULT_SCANDIR, SVSCAN_LOG
+from svinit.guest import DEFAULT_SCANDIR, SCANDIR_SH, SVSCAN_LOG
 from svinit.machine import Machine, MachineError, Timeout
 from svinit.qemu.machine import QemuMachine
 from svinit.qemu.shutdown import QemuShutdown
@@ -212,6 +212,37 @@ class VmEvidence:
     #: when the stop did not finish
     shutdown: QemuShutdown | None = None
     disks: list[DiskReport] = field(default_factory=list)
+    #: svstat's view of every service through the observation window (as Evidence.watch)
+    watch: list[Snapshot] = field(default_factory=list)
+    observe_seconds: float = 0.0
+    #: the last lines of every log directory (``heartbeat/log/main``), read at the end of the window (or
+    #: when the boot did not finish)
+    logs: dict[str, LogState] = field(default_factory=dict)
+
+
+#: The last lines of every logger's ``current`` in the guest, each file after a ``==> DIR`` line.
+LOG_TAILS_SH = (
+    f"cd {SCANDIR_SH} && for f in */log/*/current {SVSCAN_LOG}/*/current; do "
+    '[ -f "$f" ] && { echo "==> ${f%/current}"; tail -n 5 "$f"; }; done; true'
+)
+
+
+def read_log_tails(m: Machine) -> dict[str, LogState]:
+    """The last lines of every log directory in the guest (through its shell), as LogStates holding
+    those lines; {} when the guest cannot say."""
+    try:
+        r = m.execute(LOG_TAILS_SH)
+    except MachineError as e:
+        log.debug("log tails: %s", e)
+        return {}
+    logs: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in r.stdout.splitlines():
+        if line.startswith("==> "):
+            current = logs.setdefault(line[4:], [])
+        elif current is not None:
+            current.append(line)
+    return {d: LogState("".join(x + "\n" for x in lines).encode()) for d, lines in logs.items()}
 
 
 def collect_vm(
@@ -222,19 +253,28 @@ def collect_vm(
     boot_timeout: float,
     shutdown_limit: float,
     subject: str,
+    observe: float = DEFAULT_OBSERVE,
 ) -> VmEvidence:
-    """Boots *m*, waits for every service, writes to /data (with *write_data*), ends it *how* (crash:
-    QMP quit) and checks every ext4 image of *disks* on the host once QEMU has exited."""
+    """Boots *m*, waits for every service, watches them for *observe* seconds, reads the last lines of
+    their logs, writes to /data (with *write_data*), ends it *how* (crash: QMP quit) and checks every
+    ext4 image of *disks* on the host once QEMU has exited."""
     boot_seconds, boot_problem = None, ""
+    watch: list[Snapshot] = []
+    logs: dict[str, LogState] = {}
     t0 = time.monotonic()
     m.start()
     try:
-        m.wait_for_all_services(boot_timeout)
+        up = m.wait_for_all_services(boot_timeout)
         boot_seconds = time.monotonic() - t0
+        watch = watch_services(m, up, observe)
+        logs = read_log_tails(m)
         if write_data:
             m.succeed("grep -q ' /data ' /proc/mounts && echo written by svinit check > /data/check && sync")
     except (MachineError, Timeout) as e:
         boot_problem = str(e).splitlines()[0]
+        if boot_seconds is None and m.is_running():
+            watch = last_statuses(m)
+            logs = read_log_tails(m)
     res: QemuShutdown | None
     try:
         res = m.crash() if how == "crash" else m.shutdown(how, timeout=shutdown_limit)
@@ -248,6 +288,9 @@ def collect_vm(
         boot_problem=boot_problem,
         shutdown=res,
         disks=[verify_disk(d) for d in disks],
+        watch=watch,
+        observe_seconds=watch[-1][0] if watch else 0.0,
+        logs=logs,
     )
 
 

@@ -83,9 +83,11 @@ def check_vm(
     shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT,
     boot_timeout: float = 60.0,
     artifacts: Path | None = None,
+    observe: float = DEFAULT_OBSERVE,
     **options: Any,
 ) -> Verdict:
-    """Boots a VM, waits for its services, writes to its data disk, ends it *how* and judges the run.
+    """Boots a VM, waits for its services and watches them for *observe* seconds, writes to its data
+    disk, ends it *how* and judges the run.
 
     Args:
         build_dir: a `build_vm` output (default: the reference VM of *layout*, built if needed).
@@ -127,6 +129,7 @@ def check_vm(
                 boot_timeout=boot_timeout,
                 shutdown_limit=shutdown_limit,
                 subject=f"{build_dir} ({how})",
+                observe=observe,
             )
             v = vm_verdict(ev, m.timeout(shutdown_limit))
             v.facts["accel"] = m.accel

@@ -193,9 +193,7 @@ def restarting(
                 continue
             if s.pid is not None and s.pid not in pids:
                 pids.append(s.pid)
-            elif (
-                prev is not None and prev[1].pid == s.pid and s.seconds + 1 < prev[1].seconds + (t - prev[0])
-            ):
+            elif prev is not None and prev[1].pid == s.pid and s.seconds < prev[1].seconds:
                 fell_back = f"its uptime fell back from {prev[1].seconds} to {s.seconds} s"
             prev = (t, s)
         starts = len(pids) - 1
@@ -383,10 +381,17 @@ def vm_verdict(ev: VmEvidence, shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT
     svinit), shutdown time, disks (each cleanly unmounted), order (every service down before its
     logger)."""
     checks = []
+    troubles = restarting(ev.watch, ev.logs)
     if ev.boot_seconds is None:
-        checks.append(Check("boot", False, ev.boot_problem or "the services did not all come up"))
+        problem = ev.boot_problem or "the services did not all come up"
+        checks.append(Check("boot", False, problem + not_up_tails(ev.watch, ev.logs, {})))
+    elif troubles:
+        checks.append(Check("boot", False, "; ".join(troubles)))
     else:
-        checks.append(Check("boot", True, f"every service up {ev.boot_seconds:.1f} s after QEMU started"))
+        steady = f", steady for {ev.observe_seconds:.1f} s" if ev.observe_seconds else ""
+        checks.append(
+            Check("boot", True, f"every service up {ev.boot_seconds:.1f} s after QEMU started{steady}")
+        )
     res = ev.shutdown
     if res is None:
         checks.append(Check("ended", False, "the machine did not stop in time: QEMU was killed"))
