@@ -18,6 +18,7 @@ from svinit import build
 from svinit.disks import verify_disk
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
 from svinit.errors import SvinitError
+from svinit.evidence import DEFAULT_OBSERVE
 from svinit.qemu.machine import QemuMachine
 from svinit.qemu.shutdown import HOWS
 from svinit.runs import check_container, check_vm
@@ -100,6 +101,8 @@ def cmd_check_container(args: argparse.Namespace) -> int:
         boot_timeout=args.boot_timeout,
         stop_timeout=args.stop_timeout,
         artifacts=artifacts,
+        observe=args.observe,
+        expect_log=args.expect_log,
     )
     return _report(v, args.json, "docker.log, service/, verdict.json", artifacts)
 
@@ -146,6 +149,7 @@ def cmd_check_vm(args: argparse.Namespace) -> int:
         shutdown_limit=args.shutdown_limit,
         boot_timeout=args.boot_timeout,
         artifacts=artifacts,
+        observe=args.observe,
     )
     return _report(v, args.json, "console.log, events.json, verdict.json", artifacts)
 
@@ -225,6 +229,16 @@ def _option(p: argparse.ArgumentParser, name: str, **kw) -> None:
 
 def _seconds(p: argparse.ArgumentParser, name: str, default: float, what: str) -> None:
     p.add_argument(name, type=float, default=default, metavar="S", help=f"{what} (default %(default)g s)")
+
+
+def _expect_log(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--expect-log",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the service NAME must log: its log holding no line fails the check (repeatable)",
+    )
 
 
 def _artifacts(p: argparse.ArgumentParser, what: str) -> None:
@@ -358,9 +372,10 @@ def parser() -> argparse.ArgumentParser:
         "container",
         help="boot a container, docker stop it, and judge: exit code, stop time, order, logs",
         description="Boots the image, waits until every service and logger is up (svstat), stops it with "
-        "docker stop, and checks: exit code 0, the stop far under Docker's grace, every service stopped "
-        "before its logger, every log complete to its last line. Exits 0 only when clean (1 when not, "
-        "2 when the check could not run); saves artifacts when not clean.",
+        "docker stop, and checks: every service stayed up with the same pid for --observe seconds (no "
+        "crash loop), exit code 0, the stop far under Docker's grace, every service stopped before its "
+        "logger, every log complete to its last line (and not empty for --expect-log). Exits 0 only when "
+        "clean (1 when not, 2 when the check could not run); saves artifacts when not clean.",
     )
     _option(cc, "--image")
     _option(cc, "--json")
@@ -369,6 +384,8 @@ def parser() -> argparse.ArgumentParser:
     )
     _seconds(cc, "--stop-limit", DEFAULT_STOP_LIMIT, "the stop must take less")
     _seconds(cc, "--boot-timeout", DEFAULT_BOOT_TIMEOUT, "time for every service and logger to be up")
+    _seconds(cc, "--observe", DEFAULT_OBSERVE, "then every service must stay up, with the same pid")
+    _expect_log(cc)
     cc.add_argument(
         "--stop-timeout",
         type=int,
@@ -409,6 +426,7 @@ def parser() -> argparse.ArgumentParser:
     _artifacts(cv, "the console, QMP events and the verdict (default svinit-artifacts/check-vm-DATE-TIME)")
     _seconds(cv, "--shutdown-limit", DEFAULT_VM_SHUTDOWN_LIMIT, "the end may take, before the TCG factor")
     _seconds(cv, "--boot-timeout", 60.0, "time for every service to be up, before the TCG factor")
+    _seconds(cv, "--observe", DEFAULT_OBSERVE, "then every service must stay up, with the same pid")
     cv.set_defaults(func=cmd_check_vm)
 
     bt = sub.add_parser(

@@ -12,7 +12,7 @@ from typing import Any
 from svinit.build.vm import build_vm, vm_dir
 from svinit.container import ContainerMachine
 from svinit.disks import make_data_disk
-from svinit.evidence import DEFAULT_BOOT_TIMEOUT, VmEvidence, collect, collect_vm
+from svinit.evidence import DEFAULT_BOOT_TIMEOUT, DEFAULT_OBSERVE, VmEvidence, collect, collect_vm
 from svinit.guest import DEFAULT_SCANDIR
 from svinit.machine import MachineError
 from svinit.qemu.machine import QemuMachine
@@ -39,9 +39,12 @@ def check_container(
     stop_timeout: int = 10,
     artifacts: Path | None = None,
     client=None,
+    observe: float = DEFAULT_OBSERVE,
+    expect_log: tuple[str, ...] | list[str] = (),
     **options: Any,
 ) -> Verdict:
-    """Boots *image*, waits for its services, stops it with ``docker stop`` and judges the run.
+    """Boots *image*, waits for its services, watches them, stops it with ``docker stop`` and judges the
+    run.
 
     Args:
         image: a local image (never pulled).
@@ -50,6 +53,8 @@ def check_container(
         stop_timeout: the seconds docker stop waits before SIGKILL (Docker's default, 10).
         artifacts: where to save docker.log, the scan directory and verdict.json when not clean.
         client: a docker client (default: from the environment).
+        observe: seconds every service must stay up with the same pid once all are up.
+        expect_log: services whose log must hold a line.
         **options: more ContainerMachine options (environment, volumes, ...).
 
     Returns:
@@ -61,8 +66,8 @@ def check_container(
     """
     with ContainerMachine(image, client=client, stop_timeout=stop_timeout, **options) as m:
         m.start()
-        ev = collect(m, boot_timeout)
-        v = verdict(ev, stop_limit, boot_timeout, docker_grace=stop_timeout)
+        ev = collect(m, boot_timeout, observe)
+        v = verdict(ev, stop_limit, boot_timeout, docker_grace=stop_timeout, expect_log=expect_log)
         if not v.clean and artifacts is not None:
             save_artifacts(m, v, artifacts, ev.scandir)
             v.facts["artifacts"] = str(artifacts)
@@ -78,9 +83,11 @@ def check_vm(
     shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT,
     boot_timeout: float = 60.0,
     artifacts: Path | None = None,
+    observe: float = DEFAULT_OBSERVE,
     **options: Any,
 ) -> Verdict:
-    """Boots a VM, waits for its services, writes to its data disk, ends it *how* and judges the run.
+    """Boots a VM, waits for its services and watches them for *observe* seconds, writes to its data
+    disk, ends it *how* and judges the run.
 
     Args:
         build_dir: a `build_vm` output (default: the reference VM of *layout*, built if needed).
@@ -122,6 +129,7 @@ def check_vm(
                 boot_timeout=boot_timeout,
                 shutdown_limit=shutdown_limit,
                 subject=f"{build_dir} ({how})",
+                observe=observe,
             )
             v = vm_verdict(ev, m.timeout(shutdown_limit))
             v.facts["accel"] = m.accel

@@ -4,18 +4,23 @@ unclean evidence.
 
 A container (:func:`verdict`):
 
-1. boot: every service and logger is up within the boot timeout;
+1. boot: every service and logger is up within the boot timeout, and stays up with the same pid for the
+   observation window (a service seen down while supervise wants it up, with a new pid, or with its
+   uptime fallen back is restarting: a crash loop); each service not up is named with its supervise
+   status and the last lines of its own log;
 2. exit code: ``docker stop`` ends the container with exit code 0;
 3. stop time: the stop takes less than the limit (default 5 s, far under Docker's 10 s grace);
 4. order: every service stopped before its logger (the TAI64N times of the last change in ``DIR`` and
    ``DIR/log`` supervise records), and svscan's own logger after every other logger;
 5. logs: each logger exited 0 (its supervise's last wait status), each log's ``current`` ends with a
    newline and has mode 0744 (multilog's mark of a clean finish), and each log holds every line it held
-   before the stop.
+   before the stop. An empty log (its logger received nothing) is reported, and fails for a service the
+   user says must log (``expect_log``).
 
-A VM (:func:`vm_verdict`): boot; ended (the guest ended QEMU as asked, through svinit:
-:meth:`QemuShutdown.ended <svinit.qemu.shutdown.QemuShutdown.ended>`, the one definition); time; disks
-(each cleanly unmounted); order (every service down before its logger, from the shutdown's report).
+A VM (:func:`vm_verdict`): boot (the same check: up, and steady through the window); ended (the guest
+ended QEMU as asked, through svinit: :meth:`QemuShutdown.ended
+<svinit.qemu.shutdown.QemuShutdown.ended>`, the one definition); time; disks (each cleanly unmounted);
+order (every service down before its logger, from the shutdown's report).
 """
 
 from __future__ import annotations
@@ -25,13 +30,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from svinit.evidence import DEFAULT_BOOT_TIMEOUT, Evidence, VmEvidence, is_logger, logger_of
+from svinit.evidence import (
+    DEFAULT_BOOT_TIMEOUT,
+    Evidence,
+    LogState,
+    Snapshot,
+    VmEvidence,
+    is_logger,
+    logger_of,
+)
 from svinit.guest import SVSCAN_LOG
+from svinit.svstat import Status
 
 #: The mode multilog gives `current` when it finishes it cleanly (as daemontools: 0744 marks "complete").
 CLEAN_MODE = 0o744
 DEFAULT_STOP_LIMIT = 5.0
 DEFAULT_VM_SHUTDOWN_LIMIT = 30.0
+#: How many of a log's last lines a failure message quotes.
+TAIL_LINES = 3
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,7 @@ def verdict(
     stop_limit: float = DEFAULT_STOP_LIMIT,
     boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
     docker_grace: float = 10.0,
+    expect_log: tuple[str, ...] | list[str] = (),
 ) -> Verdict:
     """The checks for *ev*. Pure: no I/O.
 
@@ -100,6 +117,7 @@ def verdict(
         stop_limit: the stop must take less than this many seconds.
         boot_timeout: for the message only (the time allowed to boot).
         docker_grace: for the messages only (when docker stop sends SIGKILL).
+        expect_log: services (``heartbeat``) whose log must hold a line: an empty one fails.
 
     Returns:
         The Verdict: boot, exit code, stop time, order, logs.
@@ -109,27 +127,145 @@ def verdict(
         _check_exit(ev, docker_grace),
         _check_stop_time(ev, stop_limit, docker_grace),
         _check_order(ev),
-        _check_logs(ev),
+        _check_logs(ev, expect_log),
     ]
     facts = {
         "exit_code": ev.exit_code,
         "stop_seconds": None if ev.stop_seconds is None else round(ev.stop_seconds, 3),
         "stop_limit": stop_limit,
         "boot_seconds": None if ev.boot_seconds is None else round(ev.boot_seconds, 3),
+        "observe_seconds": round(ev.observe_seconds, 3),
         "services": ev.services,
     }
     return Verdict(ev.subject, checks, facts)
 
 
 def _check_boot(ev: Evidence, boot_timeout: float) -> Check:
+    logs = ev.logs_before or ev.logs_after
     if ev.boot_seconds is None:
-        return Check("boot", False, ev.boot_problem or f"not every service was up within {boot_timeout:g} s")
+        problem = ev.boot_problem or f"not every service was up within {boot_timeout:g} s"
+        return Check("boot", False, problem + not_up_tails(ev.watch, logs, ev.status_before))
+    troubles = restarting(ev.watch, logs, ev.status_before)
+    if troubles:
+        return Check("boot", False, "; ".join(troubles))
     loggers = sum(1 for s in ev.services if is_logger(s))
+    steady = f", steady for {ev.observe_seconds:.1f} s" if ev.observe_seconds else ""
     return Check(
         "boot",
         True,
-        f"{len(ev.services) - loggers} services and {loggers} loggers up {ev.boot_seconds:.2f} s after start",
+        f"{len(ev.services) - loggers} services and {loggers} loggers up {ev.boot_seconds:.2f} s after start"
+        f"{steady}",
     )
+
+
+def restarting(
+    watch: list[Snapshot], logs: dict[str, LogState], records: dict[str, Status] | None = None
+) -> list[str]:
+    """Every service that was not steady through the observation window *watch*, in words: seen down
+    while supervise wants it up (or not supervised at all), up with another pid (a restart), or up with
+    the same pid but a shorter uptime than before (a restart that reused the pid). Each names its status
+    and the last lines of its own log (from *logs*; *records*: supervise records, for the last exit).
+
+    Pure, shared by the container's and the VM's boot check."""
+    if len(watch) < 2:
+        return []
+    names = sorted({n for _, snap in watch for n in snap})
+    span = watch[-1][0]
+    out = []
+    for name in names:
+        pids: list[int] = []
+        downs = 0
+        fell_back = ""
+        prev: tuple[float, Status] | None = None
+        last: Status | str | None = None
+        for t, snap in watch:
+            s = snap.get(name)
+            if s is None:
+                continue
+            last = s
+            if not isinstance(s, Status):
+                downs += 1
+                continue
+            if not s.up:
+                if s.want != "d":
+                    downs += 1
+                prev = None
+                continue
+            if s.pid is not None and s.pid not in pids:
+                pids.append(s.pid)
+            elif prev is not None and prev[1].pid == s.pid and s.seconds < prev[1].seconds:
+                fell_back = f"its uptime fell back from {prev[1].seconds} to {s.seconds} s"
+            prev = (t, s)
+        starts = len(pids) - 1
+        if not (downs or starts > 0 or fell_back):
+            continue
+        seen = []
+        if starts > 0:
+            seen.append(f"{starts + 1} pids ({', '.join(map(str, pids))})")
+        if downs:
+            seen.append(f"down in {downs} of {len(watch)} looks")
+        if fell_back:
+            seen.append(fell_back)
+        out.append(
+            f"{name} is restarting: {', '.join(seen)} in {span:.1f} s; "
+            f"{_status_words(name, last, records)}{log_tail(name, logs)}"
+        )
+    return out
+
+
+def not_up_tails(watch: list[Snapshot], logs: dict[str, LogState], records: dict[str, Status]) -> str:
+    """For a boot that did not finish: each service svstat last saw not up, with its supervise status and
+    the last lines of its log ("" when svstat could not be asked)."""
+    if not watch:
+        return ""
+    snap = watch[-1][1]
+    parts = [
+        f"{n}: {_status_words(n, s, records)}{log_tail(n, logs)}"
+        for n, s in sorted(snap.items())
+        if not (isinstance(s, Status) and s.up)
+    ]
+    return "".join(f"; {p}" for p in parts)
+
+
+def _status_words(name: str, last: Status | str | None, records: dict[str, Status] | None) -> str:
+    rec = (records or {}).get(name)
+    if rec is not None and rec.last_wait is not None:
+        # the record knows the last exit, which svstat's line does not say
+        words = last.describe().split(": ", 1)[1] if isinstance(last, Status) else str(last)
+        return f"{words}, last {rec.last_exit}"
+    if isinstance(last, Status):
+        return last.describe().split(": ", 1)[1]
+    return str(last) if last is not None else "not seen by svstat"
+
+
+def log_dirs_of(name: str, logs: dict[str, LogState] | Any) -> list[str]:
+    """The log directories that *name*'s logger writes (``heartbeat`` -> ``heartbeat/log/main``); a
+    logger's own (``heartbeat/log``, ``svscan-log``) are its directories."""
+    own = name if is_logger(name) else f"{name}/log"
+    return sorted(d for d in logs if logger_of(d) == own)
+
+
+def log_tail(name: str, logs: dict[str, LogState], n: int = TAIL_LINES) -> str:
+    """ "; last lines of DIR: 'a' | 'b'" for *name*'s log, its stamps cut; "; DIR is empty" when its logger
+    received nothing; "; no log" when it has none (a logger writes to svscan's, svscan-log)."""
+    dirs = log_dirs_of(name, logs)
+    if not dirs:
+        return "; no log of its own" if name != SVSCAN_LOG else "; no svscan-log directory"
+    parts = []
+    for d in dirs:
+        lines = [_unstamped(x) for x in logs[d].lines()][-n:]
+        if lines:
+            parts.append(f"; last lines of {d}: " + " | ".join(repr(x[:160]) for x in lines))
+        else:
+            parts.append(f"; {d} is empty")
+    return "".join(parts)
+
+
+def _unstamped(line: str) -> str:
+    """A log line without multilog's TAI64N stamp (``@4000... text`` -> ``text``)."""
+    if line.startswith("@4000") and len(line) > 25 and line[25] == " ":
+        return line[26:]
+    return line
 
 
 def _check_exit(ev: Evidence, grace: float) -> Check:
@@ -189,7 +325,7 @@ def _check_order(ev: Evidence) -> Check:
     return Check("order", True, f"{pairs} services stopped before their loggers{last_logger}")
 
 
-def _check_logs(ev: Evidence) -> Check:
+def _check_logs(ev: Evidence, expect_log: tuple[str, ...] | list[str] = ()) -> Check:
     if not ev.logs_after:
         return Check("logs", False, "no log directories (DIR/log/main/current) in the stopped container")
     problems: list[str] = []
@@ -222,13 +358,21 @@ def _check_logs(ev: Evidence) -> Check:
                 problems.append(f"{d}: {len(lost)} lines of before the stop are gone, first {lost[0]!r}")
     for d in sorted(set(ev.logs_before) - set(ev.logs_after)):
         problems.append(f"{d}: the log directory is gone after the stop")
+    empty = sorted(d for d, after in ev.logs_after.items() if not after.lines())
+    for name in expect_log:
+        dirs = log_dirs_of(name, ev.logs_after)
+        if not dirs:
+            problems.append(f"{name}: no log directory ({name}/log/*/current), and it must log")
+        elif all(d in empty for d in dirs):
+            problems.append(f"{', '.join(dirs)} is empty: {name}'s logger received nothing, and it must log")
     if problems:
         return Check("logs", False, "; ".join(problems))
+    none = f"; empty (their loggers received nothing): {', '.join(empty)}" if empty else ""
     return Check(
         "logs",
         True,
-        f"{len(ev.logs_after)} logs complete ({total} lines): each logger exited 0, "
-        f"current {CLEAN_MODE:04o} ending in a newline",
+        f"{len(ev.logs_after) - len(empty)} logs complete ({total} lines): each logger exited 0, "
+        f"current {CLEAN_MODE:04o} ending in a newline{none}",
     )
 
 
@@ -237,10 +381,17 @@ def vm_verdict(ev: VmEvidence, shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT
     svinit), shutdown time, disks (each cleanly unmounted), order (every service down before its
     logger)."""
     checks = []
+    troubles = restarting(ev.watch, ev.logs)
     if ev.boot_seconds is None:
-        checks.append(Check("boot", False, ev.boot_problem or "the services did not all come up"))
+        problem = ev.boot_problem or "the services did not all come up"
+        checks.append(Check("boot", False, problem + not_up_tails(ev.watch, ev.logs, {})))
+    elif troubles:
+        checks.append(Check("boot", False, "; ".join(troubles)))
     else:
-        checks.append(Check("boot", True, f"every service up {ev.boot_seconds:.1f} s after QEMU started"))
+        steady = f", steady for {ev.observe_seconds:.1f} s" if ev.observe_seconds else ""
+        checks.append(
+            Check("boot", True, f"every service up {ev.boot_seconds:.1f} s after QEMU started{steady}")
+        )
     res = ev.shutdown
     if res is None:
         checks.append(Check("ended", False, "the machine did not stop in time: QEMU was killed"))

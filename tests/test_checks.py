@@ -48,8 +48,8 @@ def clean() -> Evidence:
     )
 
 
-def failing(ev: Evidence) -> dict[str, str]:
-    return {c.name: c.detail for c in verdict(ev).checks if not c.ok}
+def failing(ev: Evidence, **kw) -> dict[str, str]:
+    return {c.name: c.detail for c in verdict(ev, **kw).checks if not c.ok}
 
 
 def test_a_clean_run_is_clean():
@@ -128,6 +128,83 @@ def test_a_boot_that_never_finished_and_no_services():
     assert verdict(ev).table().endswith("NOT CLEAN (boot, order, logs)")
 
 
+def up(name: str, pid: int, seconds: int = 0) -> Status:
+    return Status(name, True, pid, seconds, "u", normally_up=True)
+
+
+def watched(*views: dict[str, Status | str], every: float = 0.25) -> list:
+    return [(i * every, v) for i, v in enumerate(views)]
+
+
+def test_a_steady_boot_says_so():
+    ev = clean()
+    ev.watch = watched(*({"heartbeat": up("heartbeat", 12, i // 4)} for i in range(7)))
+    ev.observe_seconds = 1.5
+    v = verdict(ev)
+    assert v.clean, v.table()
+    assert v["boot"].detail == "1 services and 2 loggers up 0.40 s after start, steady for 1.5 s"
+
+
+def test_a_crash_loop_is_not_a_clean_boot():
+    """run exits after half a second, supervise restarts it each second: seen down (want up), then up
+    with a new pid; named with its status, its last exit and its log's last lines."""
+    ev = clean()
+    lines = ("starting", "oops: no config", "starting", "oops: no config")
+    ev.logs_before["heartbeat/log/main"] = ev.logs_after["heartbeat/log/main"] = log(*lines)
+    ev.status_before["heartbeat"] = replace(down("heartbeat", 0.0, wait=1 << 8), want="u")
+    wait = Status("heartbeat", False, None, 0, "u", normally_up=True)
+    ev.watch = watched(
+        {"heartbeat": up("heartbeat", 12)}, {"heartbeat": wait}, {"heartbeat": up("heartbeat", 15)}
+    )
+    f = failing(ev)
+    assert f == {
+        "boot": "heartbeat is restarting: 2 pids (12, 15), down in 1 of 3 looks in 0.5 s; "
+        "up (pid 15) 0 seconds, last exit 1; last lines of heartbeat/log/main: "
+        "'oops: no config' | 'starting' | 'oops: no config'"
+    }
+
+
+def test_a_restart_between_two_looks_is_seen():
+    """A new pid alone (the down moment fell between two looks), or the same pid with its uptime fallen
+    back (a reused pid), is a restart; a service never seen down or new is steady."""
+    ev = clean()
+    ev.watch = watched({"heartbeat": up("heartbeat", 12, 3)}, {"heartbeat": up("heartbeat", 13, 0)})
+    assert failing(ev)["boot"].startswith("heartbeat is restarting: 2 pids (12, 13) in 0.2 s; up (pid 13)")
+    ev.watch = watched({"heartbeat": up("heartbeat", 12, 3)}, {"heartbeat": up("heartbeat", 12, 0)})
+    assert "its uptime fell back from 3 to 0 s" in failing(ev)["boot"]
+    ev.watch = watched({"heartbeat": up("heartbeat", 12, 3)}, {"heartbeat": "supervise not running"})
+    assert "down in 1 of 2 looks in 0.2 s; supervise not running" in failing(ev)["boot"]
+
+
+def test_a_service_not_up_at_boot_shows_its_status_and_log():
+    ev = Evidence("test:none", None, boot_problem="timed out: not up: heartbeat (down 0 seconds)")
+    ev.exit_code, ev.stop_seconds = 0, 0.1
+    ev.watch = watched({"heartbeat": Status("heartbeat", False, None, 0, "u", normally_up=True)})
+    ev.logs_before = {"heartbeat/log/main": log("cannot bind port 80")}
+    assert failing(ev)["boot"] == (
+        "timed out: not up: heartbeat (down 0 seconds); heartbeat: down 0 seconds, normally up, want up; "
+        "last lines of heartbeat/log/main: 'cannot bind port 80'"
+    )
+    ev.logs_before = {"heartbeat/log/main": log()}
+    assert failing(ev)["boot"].endswith("want up; heartbeat/log/main is empty")
+
+
+def test_an_empty_log_is_reported_and_fails_when_it_must_log():
+    ev = clean()
+    ev.logs_before["svscan-log/main"] = ev.logs_after["svscan-log/main"] = log()
+    v = verdict(ev)
+    assert v.clean
+    assert v["logs"].detail.startswith("1 logs complete (2 lines)")
+    assert v["logs"].detail.endswith("empty (their loggers received nothing): svscan-log/main")
+    assert verdict(ev, expect_log=["heartbeat"]).clean
+    ev.logs_after["heartbeat/log/main"] = log()
+    ev.logs_before["heartbeat/log/main"] = log()
+    assert failing(replace(ev), expect_log=["heartbeat", "nosuch"]) == {
+        "logs": "heartbeat/log/main is empty: heartbeat's logger received nothing, and it must log; "
+        "nosuch: no log directory (nosuch/log/*/current), and it must log"
+    }
+
+
 # The command, against the real dockerd.
 
 
@@ -204,3 +281,81 @@ def test_check_artifacts_of_an_unclean_svinit_run(svinit_image, tmp_path):
     assert "catlog/log/main/current has mode 0644, not 0744" in v["logs"].detail
     assert (art / "service" / "heartbeat" / "log" / "main" / "current").read_text().endswith("\n")
     assert Path(art / "docker.log").read_text().startswith("svinit: booted")
+
+
+def _image_with(docker, base: str, tmp: Path, tag: str, services: dict[str, dict[str, str]]) -> str:
+    """*base* with more services under /service (NAME: {relative path: script}), built, never pulled."""
+    ctx = tmp / tag.replace(":", "-")
+    for name, files in services.items():
+        for rel, text in files.items():
+            f = ctx / "svc" / name / rel
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(text)
+            f.chmod(0o755)
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY svc/ /service/\n")
+    docker.images.build(path=str(ctx), tag=tag, pull=False, rm=True)
+    return tag
+
+
+LOGGER = "#!/bin/sh\nexec multilog t ./main\n"
+
+
+@pytest.fixture(scope="session")
+def crashloop_image(svinit_docker, svinit_image, tmp_path_factory) -> str:
+    """svinit:alpine with a service whose run exits after half a second: supervise restarts it every
+    second, a crash loop."""
+    run = "#!/bin/sh\necho starting\nsleep 0.5\necho 'oops: no config'\nexit 1\n"
+    return _image_with(
+        svinit_docker,
+        svinit_image,
+        tmp_path_factory.mktemp("img"),
+        "svinit-test:crashloop",
+        {"crashy": {"run": run, "log/run": LOGGER}},
+    )
+
+
+@pytest.fixture(scope="session")
+def silent_image(svinit_docker, svinit_image, tmp_path_factory) -> str:
+    """svinit:alpine with a service that runs and says nothing: its logger receives nothing."""
+    return _image_with(
+        svinit_docker,
+        svinit_image,
+        tmp_path_factory.mktemp("img"),
+        "svinit-test:silent",
+        {"quiet": {"run": "#!/bin/sh\nexec sleep 100000\n", "log/run": LOGGER}},
+    )
+
+
+@pytest.mark.slow
+def test_check_container_catches_a_crash_loop(crashloop_image, capsys, tmp_path):
+    argv = ["check", "container", "--image", crashloop_image, "--artifacts", str(tmp_path / "a")]
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    boot = next(line for line in out.splitlines() if line.startswith("  FAIL  boot"))
+    assert "crashy is restarting: " in boot, out
+    assert "last exit 1" in boot and "last lines of crashy/log/main: " in boot, out
+    assert "'oops: no config'" in boot, out
+    assert out.endswith("NOT CLEAN (boot)\n"), out
+
+
+@pytest.mark.slow
+def test_check_container_fails_a_silent_log_that_must_log(silent_image, capsys):
+    assert cli.main(["check", "container", "--image", silent_image]) == 0
+    out = capsys.readouterr().out
+    assert "empty (their loggers received nothing): quiet/log/main" in out, out
+    argv = [
+        "check",
+        "container",
+        "--image",
+        silent_image,
+        "--expect-log",
+        "quiet",
+        "--expect-log",
+        "heartbeat",
+    ]
+    assert cli.main([*argv, "--json"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in d["checks"] if not c["ok"]] == ["logs"]
+    assert d["checks"][-1]["detail"] == (
+        "quiet/log/main is empty: quiet's logger received nothing, and it must log"
+    )

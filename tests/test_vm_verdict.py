@@ -116,3 +116,30 @@ def test_a_panic_or_silence_is_not_clean():
     assert not v["ended"].ok and "Kernel panic" in v["ended"].detail
     silent = replace(shutdown(), kernel_line=None)
     assert not vm_verdict(evidence(shutdown=silent))["ended"].ok
+
+
+def test_a_service_restarting_in_the_vm_fails_the_boot_with_its_log():
+    """acpid restarting every second (exec: acpid: not found): the same pure check as a container's."""
+    from svinit.evidence import LogState
+    from svinit.svstat import Status
+
+    def up(pid: int) -> dict:
+        return {
+            "acpid": Status("acpid", True, pid, 0, "u"),
+            "acpid/log": Status("acpid/log", True, 7, 3, "u"),
+        }
+
+    down = {
+        "acpid": Status("acpid", False, None, 0, "u", normally_up=True),
+        **{k: v for k, v in up(0).items() if k != "acpid"},
+    }
+    logs = {"acpid/log/main": LogState(b"@400000006b050c6d03e9ec41 ./run: exec: acpid: not found\n" * 2)}
+    ev = evidence(watch=[(0.0, up(90)), (0.5, down), (1.2, up(95))], observe_seconds=1.2, logs=logs)
+    v = vm_verdict(ev)
+    assert [c.name for c in v.failed] == ["boot"], v.table()
+    assert v["boot"].detail == (
+        "acpid is restarting: 2 pids (90, 95), down in 1 of 3 looks in 1.2 s; up (pid 95) 0 seconds; "
+        "last lines of acpid/log/main: './run: exec: acpid: not found' | './run: exec: acpid: not found'"
+    )
+    steady = evidence(watch=[(0.0, up(90)), (1.5, up(90))], observe_seconds=1.5)
+    assert vm_verdict(steady)["boot"].detail == "every service up 9.0 s after QEMU started, steady for 1.5 s"
