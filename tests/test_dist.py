@@ -214,3 +214,19 @@ def test_check_container_is_clean_on_each_base(images, base, tmp_path):
     argv = ["check", "container", "--image", images[base], "--json"]
     assert cli.main([*argv, "--artifacts", str(tmp_path / "a")]) == 0
     assert not (tmp_path / "a").exists()
+
+
+def test_a_read_only_root_whose_log_directory_holds_an_earlier_boots_files_still_logs(images):
+    """An image committed after a boot has the logger's ./main (current, lock): on a read-only root its
+    mirror in /run gets an empty, writable ./main, so the logger starts (it used to fail on links to the
+    read-only files, and CMD waited SVINIT_WAIT_UP for it)."""
+    main = "/service/ticker/log/main"
+    tag = broken(
+        images["busybox"],
+        "svinit-test:logged",
+        f"mkdir -p {main} && echo old > {main}/current && : > {main}/lock",
+    )
+    state = '. /usr/lib/svinit/lib.sh; svstat "$(sv_scandir)/ticker/log"'
+    r = docker_run("--read-only", "--tmpfs", "/run", "-e", "SVINIT_WAIT_UP=5", tag, "sh", "-c", state)
+    assert r.returncode == 0 and ": up (pid" in r.stdout, r.stdout + r.stderr
+    assert "not all up" not in r.stderr, r.stderr

@@ -5,10 +5,12 @@
 # originals, so services run from the read-only originals (/run being noexec) and their state
 # (supervise/, down files) is written in /run. Also removes a leftover shutdown service, as the seed says.
 
-# Mirrors SRC as DST, without supervise/ and FIFOs (state, such as an earlier boot's .svscan/control, not
-# definition).
+# Mirrors SRC as DST, without state, which must be writable and is not definition: supervise/, FIFOs
+# (an earlier boot's .svscan/control), and what is in a logger's directory (one holding multilog's lock
+# or current, as an image committed after a boot has): it is made empty.
 sv_shadow() {  # SRC DST
   mkdir -p "$2" || return 1
+  [ -f "$1/lock" ] || [ -f "$1/current" ] && return 0
   for f in "$1"/* "$1"/.[!.]*; do
     [ -e "$f" ] || [ -L "$f" ] || continue
     [ -p "$f" ] && continue
