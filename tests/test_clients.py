@@ -497,11 +497,11 @@ def test_svok_exit_codes(ours, djb, tmp_path, holder):
 # --- against a real supervise --------------------------------------------------------------------------
 
 RUN = """\
-echo "start $$" >> events
 for sig in HUP ALRM INT QUIT USR1 USR2 WINCH; do
   trap "echo $sig >> events" $sig
 done
 trap 'echo TERM >> events; exit 0' TERM
+echo "start $$" >> events
 while :; do sleep 0.05; done"""
 
 
@@ -706,6 +706,8 @@ def test_once_runs_without_restarting(client, service):
     svc(client, "-o", s)
     pid = s.wait_up()
     assert s.status() == (pid, 0, b"\0")
+    # up means exec'd: the TERM must find run's traps set, which its first event says (after them)
+    wait_for(lambda: len(s.events()) == 1, 5, what="run's first event")
     svc(client, "-t", s)
     s.wait_down()
     time.sleep(1.5)  # supervise restarts a service 1 s after its start at the earliest
@@ -729,6 +731,7 @@ def test_once_then_exit_in_the_second_after_a_start(client, service):
     write_exec(s.dir / "run", '#!/bin/sh\necho "start $$" >> events\n')
     svc(client, "-o", s)
     wait_for(lambda: len(s.events()) == 1, 5, what="the first run")
+    s.wait_down()  # run has ended (not only said it started): the o comes while supervise waits
     svc(client, "-o", s)
     svc(client, "-x", s)
     assert s.proc.wait(10) == 0
