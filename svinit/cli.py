@@ -21,6 +21,7 @@ from svinit.errors import SvinitError
 from svinit.evidence import DEFAULT_OBSERVE
 from svinit.qemu.machine import QemuMachine
 from svinit.qemu.shutdown import HOWS
+from svinit.report import write_junit
 from svinit.runs import check_container, check_vm
 from svinit.verdicts import DEFAULT_BOOT_TIMEOUT, DEFAULT_STOP_LIMIT, DEFAULT_VM_SHUTDOWN_LIMIT
 
@@ -84,9 +85,12 @@ def _is_pipe_or_file(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
 
 
-def _report(v, as_json: bool, saved: str, artifacts: Path) -> int:
-    """Prints a verdict (a table, or JSON); says where the artifacts are when not clean; the exit code."""
-    print(v.to_json() if as_json else v.table())
+def _report(v, args: argparse.Namespace, saved: str, artifacts: Path) -> int:
+    """Prints a verdict (a table, or JSON), writes it as JUnit XML for --junit; says where the artifacts
+    are when not clean; the exit code."""
+    if args.junit is not None:
+        write_junit(v, args.junit, kind=args.what)
+    print(v.to_json() if args.json else v.table())
     if not v.clean:
         print(f"svinit: not clean: artifacts ({saved}) in {artifacts}", file=sys.stderr)
     return 0 if v.clean else 1
@@ -104,7 +108,7 @@ def cmd_check_container(args: argparse.Namespace) -> int:
         observe=args.observe,
         expect_log=args.expect_log,
     )
-    return _report(v, args.json, "docker.log, service/, verdict.json", artifacts)
+    return _report(v, args, "docker.log, service/, verdict.json", artifacts)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -151,7 +155,7 @@ def cmd_check_vm(args: argparse.Namespace) -> int:
         artifacts=artifacts,
         observe=args.observe,
     )
-    return _report(v, args.json, "console.log, events.json, verdict.json", artifacts)
+    return _report(v, args, "console.log, events.json, verdict.json", artifacts)
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -214,6 +218,12 @@ def _option(p: argparse.ArgumentParser, name: str, **kw) -> None:
     shared = {
         "--image": dict(default=DEFAULT_IMAGE, help="a local image, never pulled (default %(default)s)"),
         "--json": dict(action="store_true", help="print the result as JSON (for CI)"),
+        "--junit": dict(
+            type=Path,
+            metavar="FILE",
+            help="also write the verdict as JUnit XML to FILE: one test case per check, a failed one "
+            "with its detail (for CI)",
+        ),
         "--vm": dict(type=Path, metavar="DIR", help="a `svinit build vm` output directory"),
         "--layout": dict(
             choices=("initramfs", "disk"),
@@ -379,6 +389,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _option(cc, "--image")
     _option(cc, "--json")
+    _option(cc, "--junit")
     _artifacts(
         cc, "docker.log, the /service tree and verdict.json (default svinit-artifacts/check-DATE-TIME)"
     )
@@ -423,6 +434,7 @@ def parser() -> argparse.ArgumentParser:
     )
     cv.add_argument("--no-data-disk", action="store_true", help="attach no data disk")
     _option(cv, "--json")
+    _option(cv, "--junit")
     _artifacts(cv, "the console, QMP events and the verdict (default svinit-artifacts/check-vm-DATE-TIME)")
     _seconds(cv, "--shutdown-limit", DEFAULT_VM_SHUTDOWN_LIMIT, "the end may take, before the TCG factor")
     _seconds(cv, "--boot-timeout", 60.0, "time for every service to be up, before the TCG factor")
