@@ -9,7 +9,6 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from svinit.disks import verify_disk
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
 from svinit.errors import SvinitError
 from svinit.evidence import DEFAULT_OBSERVE
+from svinit.leftovers import clean, temp_dir
 from svinit.qemu.machine import QemuMachine
 from svinit.qemu.shutdown import HOWS
 from svinit.report import write_junit
@@ -161,14 +161,26 @@ def cmd_check_vm(args: argparse.Namespace) -> int:
 def cmd_boot(args: argparse.Namespace) -> int:
     """An interactive serial console on the VM; Ctrl-] leaves (and powers the VM off)."""
     out = args.vm or build.build_vm(build.vm_dir(args.layout), layout=args.layout)
-    with tempfile.TemporaryDirectory(prefix="svinit-boot-") as tmp:
-        root = Path(tmp) / "root.img" if (out / "root.img").exists() and not args.keep_root else None
+    with temp_dir("svinit-boot-") as tmp:
+        root = tmp / "root.img" if (out / "root.img").exists() and not args.keep_root else None
         m = QemuMachine.from_build(out, disk_copy=root, disks=args.disk, harness=False)
         print(f"svinit: booting {out} ({m.choose_accel()}); Ctrl-] leaves and powers the VM off", flush=True)
         with m:
             res = m.interactive(shutdown="acpi")
     if res is not None:
         print(f"svinit: QEMU ended: {res.reason or 'no SHUTDOWN event'}, {res.seconds:.1f} s")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Removes what killed harness runs left: labelled containers, QEMU processes, temporary dirs."""
+    done = clean(dry_run=args.dry_run, all_owners=args.all)
+    for line in done.removed:
+        print(line)
+    for line in done.kept:
+        print(f"kept {line}")
+    if not done.removed:
+        print("nothing to remove" + (" (dry run)" if args.dry_run else ""))
     return 0
 
 
@@ -461,6 +473,26 @@ def parser() -> argparse.ArgumentParser:
     )
     bt.add_argument("--keep-root", action="store_true", help="boot root.img itself, not a copy")
     bt.set_defaults(func=cmd_boot)
+
+    cl = sub.add_parser(
+        "clean",
+        help="remove what a killed harness run left: its containers, QEMU processes, temporary disks",
+        description="Removes what runs of the harness that were killed (a SIGKILLed pytest, a cancelled "
+        "CI job) left behind: containers labelled org.svinit.harness (docker rm -f), the QEMU processes "
+        "they started (each checked first: a qemu-system-* whose command line names the run's pid file) "
+        "and their temporary directories (disk copies, sockets), whose records are in the harness "
+        "directory ($SVINIT_HARNESS_DIR, else /run/svinit-harness for root, else "
+        "$XDG_RUNTIME_DIR/svinit-harness). What a run still alive owns is kept. Prints what it removed; "
+        "exits 0.",
+    )
+    cl.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    cl.add_argument(
+        "--all",
+        action="store_true",
+        help="also remove what runs on another host own (a shared dockerd), which this host cannot tell "
+        "alive or not",
+    )
+    cl.set_defaults(func=cmd_clean)
 
     d = sub.add_parser(
         "demo",

@@ -21,12 +21,11 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
+from svinit.leftovers import LABEL as LABEL  # the label on every container the harness starts
+from svinit.leftovers import container_labels
 from svinit.machine import GUEST_WATCHDOG, CommandResult, Machine, MachineError, ShutdownResult, Timeout
 
 log = logging.getLogger(__name__)
-
-#: Label on every container the harness starts, to find leftovers (docker ps -af label=org.svinit.harness).
-LABEL = "org.svinit.harness"
 
 
 class ContainerMachine(Machine):
@@ -87,7 +86,7 @@ class ContainerMachine(Machine):
             name=name,
             **run_options,
         )
-        self.options["labels"] = {LABEL: "1", **(run_options.get("labels") or {})}
+        self.options["labels"] = {**container_labels(), **(run_options.get("labels") or {})}
         self._client = client
         self.container: docker.models.containers.Container | None = None
         self.result: ShutdownResult | None = None

@@ -5,6 +5,8 @@ Options:
                                        another image is booted as a VM too: its root disk (the disk
                                        layout, built once per image id and cached)
     --svinit-timeout-multiplier N      scales every wait of the machines (slow hosts)
+    --svinit-name-prefix PREFIX        names the containers PREFIX-PID-N (every container and VM of the
+                                       harness is marked for `svinit clean` either way)
     --svinit-kernel FILE               the VM fixtures boot this kernel (default: svinit's reference VM,
                                        built with build_vm, Debian's kernel)
     --svinit-initrd FILE               ... with this initramfs
@@ -35,9 +37,9 @@ fixtures of a wider scope register theirs with keep_for_report(request.node, mac
 
 from __future__ import annotations
 
+import itertools
 import logging
-import shutil
-import tempfile
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +52,15 @@ from svinit.container import ContainerMachine
 from svinit.disks import copy_disk
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
 from svinit.errors import SvinitError
+from svinit.leftovers import make_temp_dir, remove_temp_dir
 from svinit.machine import Machine, MachineError
 from svinit.qemu.definition import Disk
 from svinit.qemu.machine import QemuMachine
 
 log = logging.getLogger(__name__)
 _MACHINES = pytest.StashKey[list]()
+#: numbers the containers named with --svinit-name-prefix
+_numbers = itertools.count(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,6 +77,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="N",
         help="multiply every timeout of svinit's machines (default $SVINIT_TIMEOUT_MULTIPLIER, else 1)",
+    )
+    group.addoption(
+        "--svinit-name-prefix",
+        default=None,
+        metavar="PREFIX",
+        help="name the containers svinit's fixtures start PREFIX-PID-N (PID: pytest's; default: Docker "
+        "picks the names); every one is labelled org.svinit.harness either way",
     )
     group.addoption(
         "--svinit-kernel",
@@ -134,6 +146,7 @@ def svinit_container_factory(
     and logger is up. Every container is removed at teardown.
     """
     multiplier = request.config.getoption("--svinit-timeout-multiplier")
+    prefix = request.config.getoption("--svinit-name-prefix")
     machines: list[ContainerMachine] = []
 
     def start(
@@ -149,6 +162,8 @@ def svinit_container_factory(
             except SvinitError as e:
                 pytest.fail(str(e), pytrace=False)
         options.setdefault("timeout_multiplier", multiplier)
+        if prefix and options.get("name") is None:
+            options["name"] = f"{prefix}-{os.getpid()}-{next(_numbers)}"
         m = ContainerMachine(image or svinit_image, command, client=svinit_docker, **options)
         return _boot(m, machines, request.node, wait, boot_timeout)
 
@@ -256,7 +271,7 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
     stops and cleans every machine it started."""
     multiplier = request.config.getoption("--svinit-timeout-multiplier")
     machines: list[QemuMachine] = []
-    roots = Path(tempfile.mkdtemp(prefix="svinit-roots-")) if files.root else None
+    roots = make_temp_dir("svinit-roots-") if files.root else None
 
     def start(
         disks: list[Any] | None = None,
@@ -288,7 +303,7 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
             finally:
                 m.close()
         if roots is not None:
-            shutil.rmtree(roots, ignore_errors=True)
+            remove_temp_dir(roots)
 
     return start, stop_all
 

@@ -5,7 +5,6 @@ verdict that is not clean."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from svinit.container import ContainerMachine
 from svinit.disks import make_data_disk
 from svinit.evidence import DEFAULT_BOOT_TIMEOUT, DEFAULT_OBSERVE, VmEvidence, collect, collect_vm
 from svinit.guest import DEFAULT_SCANDIR
+from svinit.leftovers import temp_dir
 from svinit.machine import MachineError
 from svinit.qemu.machine import QemuMachine
 from svinit.verdicts import DEFAULT_STOP_LIMIT, DEFAULT_VM_SHUTDOWN_LIMIT, Verdict, verdict, vm_verdict
@@ -115,8 +115,7 @@ def check_vm(
         build_dir = build_vm(vm_dir(image=image), image=image)
     else:
         build_dir = build_vm(vm_dir(layout), layout=layout)
-    with tempfile.TemporaryDirectory(prefix="svinit-check-vm-") as tmp:
-        tmp = Path(tmp)
+    with temp_dir("svinit-check-vm-") as tmp:
         root = tmp / "root.img" if (build_dir / "root.img").exists() else None
         disks = [make_data_disk(tmp / "data.img")] if data_disk else []
         m = QemuMachine.from_build(build_dir, disk_copy=root, disks=disks, **options)

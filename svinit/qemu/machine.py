@@ -23,9 +23,7 @@ import logging
 import os
 import re
 import shlex
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import weakref
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from svinit.disks import copy_disk
+from svinit.leftovers import make_temp_dir, qemu_marks, remove_temp_dir
 from svinit.machine import CommandFailed, CommandResult, Machine, MachineError, Timeout
 from svinit.qemu.accel import choose_accel
 from svinit.qemu.channel import CommandChannel
@@ -109,8 +108,9 @@ class QemuMachine(Machine):
         #: "kvm" or "tcg", chosen at the first start()
         self.accel: str | None = None
         self.accel_note = ""
-        self.state_dir = Path(tempfile.mkdtemp(prefix="svinit-qemu-"))
-        weakref.finalize(self, shutil.rmtree, self.state_dir, True)
+        # recorded in the harness directory, with QEMU's pid file: `svinit clean` finds a killed run's
+        self.state_dir = make_temp_dir("svinit-qemu-")
+        weakref.finalize(self, remove_temp_dir, self.state_dir)
         self.console: Console | None = None
         self.qmp: QMP | None = None
         self.channel: CommandChannel | None = None
@@ -171,6 +171,7 @@ class QemuMachine(Machine):
                 harness=self.state_dir / "harness.sock",
                 disks=self.disks,
             )
+            + qemu_marks(self.state_dir)
             + self.extra_args
         )
 
@@ -433,7 +434,7 @@ class QemuMachine(Machine):
             if self.console.wait_exit(3) is None:
                 self.kill()
         self._end_boot()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        remove_temp_dir(self.state_dir)
 
     # Interactive.
 
