@@ -11,6 +11,10 @@ Options:
                                        built with build_vm, Debian's kernel)
     --svinit-initrd FILE               ... with this initramfs
     --svinit-cmdline TEXT|@FILE        ... and this kernel command line (default console=ttyS0)
+    --svinit-artifacts DIR             a failing test's machines leave their output in
+                                       DIR/TEST/MACHINE/ (docker.log; a VM's console.log and
+                                       qmp-events.json; shutdown.json once ended) and DIR/TEST/verdict.json
+    --svinit-artifacts-always          ... every test's that used a machine, passed ones too
 
 Fixtures:
     svinit_image                the image's tag, checked present (else the test fails: build it first)
@@ -27,8 +31,12 @@ Fixtures:
     svinit_vm                   a booted VM of svinit_vm_files, every service up; stopped (ACPI power
                                 button) and cleaned after
 
-A test that fails gets each of its machines' output (docker logs, the VM's console) in its report;
-fixtures of a wider scope register theirs with keep_for_report(request.node, machine).
+A test that fails (in its setup or its call) gets each of its machines' output (docker logs, the VM's
+console) in its report; fixtures of a wider scope register theirs with keep_for_report(request.node,
+machine). With --svinit-artifacts, the output is also saved (before the fixtures' teardown removes the
+machines), the report gets a section naming the folder, and the test gets the properties
+``svinit_artifacts`` (the folder) and ``svinit_console_tail:MACHINE`` (the last lines of its console),
+which --junitxml writes into the test's record.
 
 >>> def test_heartbeat(svinit_container, svinit_host):
 ...     svinit_container.wait_for_service("heartbeat")
@@ -37,11 +45,15 @@ fixtures of a wider scope register theirs with keep_for_report(request.node, mac
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 import os
+import re
+import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +71,8 @@ from svinit.qemu.machine import QemuMachine
 
 log = logging.getLogger(__name__)
 _MACHINES = pytest.StashKey[list]()
+#: the lines of each machine's console a failing test's junit record carries
+TAIL_LINES = 20
 #: numbers the containers named with --svinit-name-prefix
 _numbers = itertools.count(1)
 
@@ -98,6 +112,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="TEXT|@FILE",
         help="the VM fixtures' kernel command line, or @FILE to read it (default console=ttyS0; "
         "svinit.harness=ttyS1 is added)",
+    )
+    group.addoption(
+        "--svinit-artifacts",
+        default=None,
+        metavar="DIR",
+        help="save a failing test's machines' output (docker logs; a VM's console and QMP events) and "
+        "its verdict in DIR/TEST/, name it in the report and, with --junitxml, in the test's record",
+    )
+    group.addoption(
+        "--svinit-artifacts-always",
+        action="store_true",
+        help="with --svinit-artifacts: save every test's that used a machine, passed ones too",
     )
 
 
@@ -191,23 +217,106 @@ def keep_for_report(node: pytest.Item | pytest.Collector, machine: Machine) -> N
     node.stash.setdefault(_MACHINES, []).append(machine)
 
 
+def _machines_of(item: pytest.Item) -> list[Machine]:
+    """The machines kept for *item*'s report: its own, and its wider-scope fixtures' it uses."""
+    used = [id(v) for v in getattr(item, "funcargs", {}).values()]
+    machines = []
+    for node in item.listchain():
+        for m in node.stash.get(_MACHINES, []):
+            # a wider-scope fixture's machine: only in the reports of the tests that use it
+            if node is not item and id(m) not in used:
+                continue
+            if getattr(m, "container", True) is None:  # a container never created
+                continue
+            machines.append(m)
+    return machines
+
+
+def _logs(m: Machine) -> str:
+    try:
+        return m.logs()
+    except Exception as e:  # the report must not fail for want of the logs
+        return f"(no logs: {e})"
+
+
+def safe_name(text: str, limit: int = 120) -> str:
+    """*text* as one file name: characters other than letters, digits, ``.``, ``-`` and ``_`` become
+    ``_``; a long one is cut and given a hash of *text* (two names stay apart)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "_"
+    if len(name) > limit:
+        name = f"{name[: limit - 9]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    return name
+
+
+def _jsonable(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else str(value)
+
+
+def save_artifacts(folder: Path, machines: list[Machine], verdict: dict[str, Any]) -> list[tuple[str, Path]]:
+    """Writes each machine's output in folder/MACHINE/ (docker.log for a container, console.log and
+    qmp-events.json for a VM, shutdown.json once it ended) and *verdict* in folder/verdict.json; a
+    previous run's folder is replaced. Returns each machine's (name, folder)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    saved: list[tuple[str, Path]] = []
+    for m in machines:
+        name = safe_name(m.name)
+        while (folder / name).exists():
+            name += "_"
+        d = folder / name
+        d.mkdir()
+        saved.append((m.name, d))
+        if isinstance(m, QemuMachine):
+            (d / "console.log").write_text(_logs(m))
+            if m.qmp is not None:
+                (d / "qmp-events.json").write_text(json.dumps(list(m.qmp.events), indent=1, default=str))
+        else:
+            (d / "docker.log").write_text(_logs(m))
+        result = getattr(m, "result", None)
+        if result is not None:
+            (d / "shutdown.json").write_text(json.dumps(_jsonable(result), indent=1, default=_jsonable))
+    verdict = {**verdict, "machines": [{"name": n, "folder": p.name} for n, p in saved]}
+    (folder / "verdict.json").write_text(json.dumps(verdict, indent=1, default=str) + "\n")
+    return saved
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last *lines* lines of *text*."""
+    return "\n".join(text.rstrip("\n").split("\n")[-lines:])
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
-    if report.failed and call.when == "call":
-        used = [id(v) for v in getattr(item, "funcargs", {}).values()]
-        for node in item.listchain():
-            for m in node.stash.get(_MACHINES, []):
-                # a wider-scope fixture's machine: only in the reports of the tests that use it
-                if node is not item and id(m) not in used:
-                    continue
-                if getattr(m, "container", True) is None:
-                    continue
-                try:
-                    text = m.logs()
-                except Exception as e:  # the report must not fail for want of the logs
-                    text = f"(no logs: {e})"
-                report.sections.append((f"svinit: output of {m.name}", text))
+    failed = report.failed and call.when in ("setup", "call")
+    artifacts = item.config.getoption("--svinit-artifacts", None)
+    always = artifacts and item.config.getoption("--svinit-artifacts-always") and call.when == "call"
+    if not (failed or always):
+        return report
+    machines = _machines_of(item)
+    if failed:
+        for m in machines:
+            report.sections.append((f"svinit: output of {m.name}", _logs(m)))
+    if artifacts and machines:
+        folder = Path(artifacts).absolute() / safe_name(item.nodeid)
+        verdict = {
+            "test": item.nodeid,
+            "phase": call.when,
+            "outcome": report.outcome,
+            "seconds": round(call.duration, 3),
+            "longrepr": str(report.longrepr) if report.longrepr else None,
+        }
+        try:
+            saved = save_artifacts(folder, machines, verdict)
+        except OSError as e:
+            report.sections.append(("svinit: artifacts", f"not saved in {folder}: {e}"))
+            return report
+        listing = "\n".join(f"{name}: {d}" for name, d in saved)
+        report.sections.append(("svinit: artifacts", f"{folder}\n{listing}"))
+        item.user_properties.append(("svinit_artifacts", str(folder)))
+        if failed:
+            for m in machines:
+                item.user_properties.append((f"svinit_console_tail:{m.name}", tail(_logs(m))))
     return report
 
 

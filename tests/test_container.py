@@ -4,6 +4,7 @@ and the machine's verbs, the testinfra host, and the plugin itself (pytester).""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -303,3 +304,52 @@ def test_plugin_fails_on_a_missing_image_and_never_pulls(pytester):
     result.stdout.fnmatch_lines(["*image svinit-nosuch:1 is not present locally, and svinit never pulls*"])
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["*--svinit-image*", "*--svinit-timeout-multiplier*"])
+
+
+ARTIFACTS_TEST = """
+def test_passes(svinit_container):
+    svinit_container.succeed("true")
+
+def test_fails(svinit_container):
+    assert False, "on purpose"
+
+def test_without_machines():
+    assert False
+"""
+
+
+def test_plugin_artifacts_and_junit(pytester, svinit_image):
+    import xml.etree.ElementTree as ET
+
+    pytester.makepyfile(test_outside=ARTIFACTS_TEST)
+    arts, junit = pytester.path / "arts", pytester.path / "junit.xml"
+    args = ["--svinit-image", svinit_image, "-p", "no:cacheprovider"]
+    result = pytester.runpytest_subprocess(*args, "--svinit-artifacts", "arts", "--junitxml", junit)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*svinit: artifacts*", f"*{arts}/test_outside.py_test_fails*"])
+    # only the failing test that used a machine has a folder
+    assert [p.name for p in arts.iterdir()] == ["test_outside.py_test_fails"]
+    folder = arts / "test_outside.py_test_fails"
+    (machine,) = [p for p in folder.iterdir() if p.is_dir()]
+    assert "svinit: booted (container" in (machine / "docker.log").read_text()
+    verdict = json.loads((folder / "verdict.json").read_text())
+    assert verdict["outcome"] == "failed" and verdict["phase"] == "call"
+    assert "on purpose" in verdict["longrepr"]
+    assert [m["folder"] for m in verdict["machines"]] == [machine.name]
+    cases = {c.get("name"): c for c in ET.parse(junit).iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases["test_fails"].iter("property")}
+    assert props["svinit_artifacts"] == str(folder)
+    (tail_name,) = [n for n in props if n.startswith("svinit_console_tail:")]
+    assert "svinit: booted (container" in props[tail_name] and len(props[tail_name].splitlines()) <= 20
+    assert not list(cases["test_passes"].iter("property"))
+    assert not list(cases["test_without_machines"].iter("property"))
+
+    # --svinit-artifacts-always: the passing test's too, without the console's lines
+    result = pytester.runpytest_subprocess(
+        *args, "-k", "passes", "--svinit-artifacts", "arts2", "--svinit-artifacts-always", "--junitxml", junit
+    )
+    result.assert_outcomes(passed=1, deselected=2)
+    verdict = json.loads((pytester.path / "arts2/test_outside.py_test_passes/verdict.json").read_text())
+    assert verdict["outcome"] == "passed"
+    props = {p.get("name") for p in ET.parse(junit).iter("property")}
+    assert props == {"svinit_artifacts"}
