@@ -307,6 +307,15 @@ def test_plugin_fails_on_a_missing_image_and_never_pulls(pytester):
 
 
 ARTIFACTS_TEST = """
+import pytest
+
+@pytest.fixture
+def broken(svinit_container):
+    raise RuntimeError("the fixture breaks")
+
+def test_setup_fails(broken):
+    pass
+
 def test_passes(svinit_container):
     svinit_container.succeed("true")
 
@@ -325,10 +334,15 @@ def test_plugin_artifacts_and_junit(pytester, svinit_image):
     arts, junit = pytester.path / "arts", pytester.path / "junit.xml"
     args = ["--svinit-image", svinit_image, "-p", "no:cacheprovider"]
     result = pytester.runpytest_subprocess(*args, "--svinit-artifacts", "arts", "--junitxml", junit)
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=2, errors=1)
     result.stdout.fnmatch_lines(["*svinit: artifacts*", f"*{arts}/test_outside.py_test_fails*"])
-    # only the failing test that used a machine has a folder
-    assert [p.name for p in arts.iterdir()] == ["test_outside.py_test_fails"]
+    # only the failing tests that used a machine have a folder (a fixture's failure too)
+    assert sorted(p.name for p in arts.iterdir()) == [
+        "test_outside.py_test_fails",
+        "test_outside.py_test_setup_fails",
+    ]
+    verdict = json.loads((arts / "test_outside.py_test_setup_fails/verdict.json").read_text())
+    assert verdict["phase"] == "setup" and "the fixture breaks" in verdict["longrepr"]
     folder = arts / "test_outside.py_test_fails"
     (machine,) = [p for p in folder.iterdir() if p.is_dir()]
     assert "svinit: booted (container" in (machine / "docker.log").read_text()
@@ -341,6 +355,7 @@ def test_plugin_artifacts_and_junit(pytester, svinit_image):
     assert props["svinit_artifacts"] == str(folder)
     (tail_name,) = [n for n in props if n.startswith("svinit_console_tail:")]
     assert "svinit: booted (container" in props[tail_name] and len(props[tail_name].splitlines()) <= 20
+    assert "svinit_artifacts" in {p.get("name") for p in cases["test_setup_fails"].iter("property")}
     assert not list(cases["test_passes"].iter("property"))
     assert not list(cases["test_without_machines"].iter("property"))
 
@@ -348,7 +363,7 @@ def test_plugin_artifacts_and_junit(pytester, svinit_image):
     result = pytester.runpytest_subprocess(
         *args, "-k", "passes", "--svinit-artifacts", "arts2", "--svinit-artifacts-always", "--junitxml", junit
     )
-    result.assert_outcomes(passed=1, deselected=2)
+    result.assert_outcomes(passed=1, deselected=3)
     verdict = json.loads((pytester.path / "arts2/test_outside.py_test_passes/verdict.json").read_text())
     assert verdict["outcome"] == "passed"
     props = {p.get("name") for p in ET.parse(junit).iter("property")}
