@@ -400,3 +400,16 @@ def test_plugin_vm_fixture_with_the_options_and_the_failure_report(
     )
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["*--svinit-kernel*", "*--svinit-initrd*", "*--svinit-cmdline*"])
+
+
+@pytest.mark.slow
+def test_two_builds_of_one_vm_at_once_build_it_once(tmp_path):
+    """Two sessions (or xdist workers) building the same VM directory at once: one builds, the other
+    waits for it and finds it up to date (they used to both build, over each other's files)."""
+    out = tmp_path / "vm"
+    argv = [str(Path(sys.executable).parent / "svinit"), "-v", "build", "vm", "--out", str(out)]
+    procs = [subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    built = [e for e in errs if "assembling the initramfs" in e]
+    assert len(built) == 1 and sum("is up to date" in e for e in errs) == 1, errs

@@ -25,7 +25,7 @@ from svinit.build.sources import (
     tree_hash,
 )
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
-from svinit.fetch.cache import cache_dir
+from svinit.fetch.cache import cache_dir, locked
 from svinit.fetch.debian import busybox_static, debian_kernel, debian_package
 
 log = logging.getLogger(__name__)
@@ -137,76 +137,80 @@ def build_vm(
         digest += "-" + image_id(image)
     elif layout == "disk":
         digest += "-" + source_hash(CONTAINER_INPUTS)
-    stamp = out / ".svinit-build"
-    wanted = [out / n for n in ("vmlinuz", "initramfs.img", "cmdline")] + (
-        [out / "root.img"] if layout == "disk" else []
-    )
-    if not force and stamp.exists() and stamp.read_text() == digest and all(p.exists() for p in wanted):
-        log.info("%s is up to date (%s layout): not rebuilding", out, layout)
+    # one build of OUT at a time (two test sessions, or pytest-xdist workers): the second waits, then
+    # finds it up to date
+    with locked(out / ".svinit-build.lock"):
+        stamp = out / ".svinit-build"
+        wanted = [out / n for n in ("vmlinuz", "initramfs.img", "cmdline")] + (
+            [out / "root.img"] if layout == "disk" else []
+        )
+        if not force and stamp.exists() and stamp.read_text() == digest and all(p.exists() for p in wanted):
+            log.info("%s is up to date (%s layout): not rebuilding", out, layout)
+            return out
+        modules = kernel_modules(kdir, version, read_wanted()) if kdir else []
+        e2fsck = debian_package("e2fsck-static") / "sbin" / "e2fsck.static"
+        with tempfile.TemporaryDirectory(prefix="svinit-vm-") as tmp:
+            tree = Path(tmp) / "initramfs"
+            _busybox_tree(tree, busybox_static())
+            # busybox-static's ash runs its applets before PATH (svc, poweroff...): /bin/sh is a static
+            # bash instead, which honours PATH; busybox still provides every other applet
+            shutil.copy2(debian_package("bash-static") / "bin" / "bash-static", tree / "bin" / "bash")
+            (tree / "bin" / "sh").unlink(missing_ok=True)
+            (tree / "bin" / "sh").symlink_to("bash")
+            (tree / "sbin").mkdir(exist_ok=True)
+            shutil.copy2(e2fsck, tree / "sbin" / "e2fsck")
+            (tree / "sbin" / "fsck.ext4").symlink_to("e2fsck")
+            if kdir:
+                add_modules(tree, kdir, version, modules)
+            for d in ("proc", "sys", "dev", "run", "tmp", "root", "mnt", "var/log", "var/lib", "etc"):
+                (tree / d).mkdir(parents=True, exist_ok=True)
+            (tree / "tmp").chmod(0o1777)
+            if layout == "initramfs":
+                log.info("assembling the initramfs (the reference layout: it is the root)")
+                install_init(tree)
+                shutil.copytree(
+                    resources.data("images/alpine/demo"), tree / "service", symlinks=True, dirs_exist_ok=True
+                )
+                add_recipe_files(
+                    tree,
+                    {
+                        "etc/fstab": "fstab",
+                        "etc/hostname": "hostname",
+                        "etc/passwd": "passwd",
+                        "etc/group": "group",
+                        "etc/shadow": "shadow",
+                    },
+                )
+                (tree / "etc" / "shadow").chmod(0o600)
+                if not (tree / "init").is_symlink():  # make install links /init to svinit's init
+                    (tree / "init").symlink_to("sbin/init")
+                if overlay is not None:
+                    shutil.copytree(overlay, tree, symlinks=True, dirs_exist_ok=True)
+                cmdline = resources.data("images/initramfs/cmdline").read_text().strip()
+            else:
+                log.info("assembling the initramfs of the disk layout (it mounts root.img and switch_roots)")
+                # svinit's init is process 1 from the first instruction; init-disk is its stage 1 here
+                init_program("init", tree / "init")
+                (tree / "usr/lib/svinit").mkdir(parents=True)
+                shutil.copy2(resources.data("images/initramfs/init-disk"), tree / "usr/lib/svinit/stage1")
+                cmdline = resources.data("images/initramfs/cmdline").read_text().strip()
+                cmdline += " root=LABEL=svroot"
+                build_root_disk(out / "root.img", e2fsck, image=image or DEFAULT_IMAGE, overlay=overlay)
+            write_initramfs(tree, out / "initramfs.img")
+        if autologin:
+            cmdline += " " + AUTOLOGIN
+        shutil.copy2(vmlinuz, out / "vmlinuz")
+        (out / "cmdline").write_text(cmdline + "\n")
+        stamp.write_text(digest)
+        if image is not None and out.parent == vm_dir().parent:
+            _forget_older_builds(out, image)
+        log.info(
+            "wrote %s: vmlinuz, initramfs.img (%d KiB), cmdline%s",
+            out,
+            (out / "initramfs.img").stat().st_size // 1024,
+            f", root.img of {image or DEFAULT_IMAGE}" if layout == "disk" else "",
+        )
         return out
-    modules = kernel_modules(kdir, version, read_wanted()) if kdir else []
-    e2fsck = debian_package("e2fsck-static") / "sbin" / "e2fsck.static"
-    with tempfile.TemporaryDirectory(prefix="svinit-vm-") as tmp:
-        tree = Path(tmp) / "initramfs"
-        _busybox_tree(tree, busybox_static())
-        # busybox-static's ash runs its applets before PATH (svc, poweroff...): /bin/sh is a static
-        # bash instead, which honours PATH; busybox still provides every other applet
-        shutil.copy2(debian_package("bash-static") / "bin" / "bash-static", tree / "bin" / "bash")
-        (tree / "bin" / "sh").unlink(missing_ok=True)
-        (tree / "bin" / "sh").symlink_to("bash")
-        (tree / "sbin").mkdir(exist_ok=True)
-        shutil.copy2(e2fsck, tree / "sbin" / "e2fsck")
-        (tree / "sbin" / "fsck.ext4").symlink_to("e2fsck")
-        if kdir:
-            add_modules(tree, kdir, version, modules)
-        for d in ("proc", "sys", "dev", "run", "tmp", "root", "mnt", "var/log", "var/lib", "etc"):
-            (tree / d).mkdir(parents=True, exist_ok=True)
-        (tree / "tmp").chmod(0o1777)
-        if layout == "initramfs":
-            log.info("assembling the initramfs (the reference layout: it is the root)")
-            install_init(tree)
-            shutil.copytree(
-                resources.data("images/alpine/demo"), tree / "service", symlinks=True, dirs_exist_ok=True
-            )
-            add_recipe_files(
-                tree,
-                {
-                    "etc/fstab": "fstab",
-                    "etc/hostname": "hostname",
-                    "etc/passwd": "passwd",
-                    "etc/group": "group",
-                    "etc/shadow": "shadow",
-                },
-            )
-            (tree / "etc" / "shadow").chmod(0o600)
-            if not (tree / "init").is_symlink():  # make install links /init to svinit's init
-                (tree / "init").symlink_to("sbin/init")
-            if overlay is not None:
-                shutil.copytree(overlay, tree, symlinks=True, dirs_exist_ok=True)
-            cmdline = resources.data("images/initramfs/cmdline").read_text().strip()
-        else:
-            log.info("assembling the initramfs of the disk layout (it mounts root.img and switch_roots)")
-            # svinit's init is process 1 from the first instruction; init-disk is its stage 1 here
-            init_program("init", tree / "init")
-            (tree / "usr/lib/svinit").mkdir(parents=True)
-            shutil.copy2(resources.data("images/initramfs/init-disk"), tree / "usr/lib/svinit/stage1")
-            cmdline = resources.data("images/initramfs/cmdline").read_text().strip() + " root=LABEL=svroot"
-            build_root_disk(out / "root.img", e2fsck, image=image or DEFAULT_IMAGE, overlay=overlay)
-        write_initramfs(tree, out / "initramfs.img")
-    if autologin:
-        cmdline += " " + AUTOLOGIN
-    shutil.copy2(vmlinuz, out / "vmlinuz")
-    (out / "cmdline").write_text(cmdline + "\n")
-    stamp.write_text(digest)
-    if image is not None and out.parent == vm_dir().parent:
-        _forget_older_builds(out, image)
-    log.info(
-        "wrote %s: vmlinuz, initramfs.img (%d KiB), cmdline%s",
-        out,
-        (out / "initramfs.img").stat().st_size // 1024,
-        f", root.img of {image or DEFAULT_IMAGE}" if layout == "disk" else "",
-    )
-    return out
 
 
 def _forget_older_builds(out: Path, image: str) -> None:
