@@ -20,9 +20,9 @@ def init_bin() -> Path:
     """Directory with svinit's static programs, built by `make -C init` (or $SVINIT_INIT_BIN, prebuilt)."""
     if os.environ.get("SVINIT_INIT_BIN"):
         return Path(os.environ["SVINIT_INIT_BIN"])
-    proc = subprocess.run(["make", "-C", str(INIT), "-s"], capture_output=True, text=True)
-    assert proc.returncode == 0, f"make -C init failed:\n{proc.stdout}\n{proc.stderr}"
-    return INIT / "build"
+    from svinit.build.init import build_init
+
+    return build_init()  # under a lock: pytest-xdist workers build it once
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +93,23 @@ def svinit_image(request, svinit_docker) -> str:
         build_container(tag=image, client=svinit_docker)
     require_image(svinit_docker, image)
     return image
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_images():
+    """At the session's end, removes the images this worker's tests made (tests.util.worker_tag), so a
+    run leaves no temporary image behind (and nothing of one worker's is removed by another)."""
+    yield
+    from tests.util import TEST_REPOSITORY, WORKER
+
+    if not shutil.which("docker"):
+        return
+    ref = f"reference={TEST_REPOSITORY}:*-{WORKER}"
+    found = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", ref],
+        capture_output=True,
+        text=True,
+    )
+    tags = found.stdout.split() if found.returncode == 0 else []
+    if tags:
+        subprocess.run(["docker", "rmi", "-f", *tags], capture_output=True)

@@ -15,6 +15,7 @@ from svinit import cli
 from svinit.evidence import Evidence, LogState
 from svinit.svstat import Status, Tai64n
 from svinit.verdicts import verdict
+from tests.util import worker_tag
 
 T0 = time.time()
 
@@ -230,7 +231,7 @@ def sleep_image(svinit_docker, tmp_path_factory) -> str:
     build_container(client=svinit_docker)  # provisions alpine:3.23 when missing
     ctx = tmp_path_factory.mktemp("sleep-image")
     (ctx / "Dockerfile").write_text('FROM alpine:3.23\nENTRYPOINT ["sleep", "1000"]\n')
-    tag = "svinit-test:sleep-pid1"
+    tag = worker_tag("sleep-pid1")
     svinit_docker.images.build(path=str(ctx), tag=tag, pull=False, rm=True)
     return tag
 
@@ -309,7 +310,7 @@ def crashloop_image(svinit_docker, svinit_image, tmp_path_factory) -> str:
         svinit_docker,
         svinit_image,
         tmp_path_factory.mktemp("img"),
-        "svinit-test:crashloop",
+        worker_tag("crashloop"),
         {"crashy": {"run": run, "log/run": LOGGER}},
     )
 
@@ -321,7 +322,7 @@ def silent_image(svinit_docker, svinit_image, tmp_path_factory) -> str:
         svinit_docker,
         svinit_image,
         tmp_path_factory.mktemp("img"),
-        "svinit-test:silent",
+        worker_tag("silent"),
         {"quiet": {"run": "#!/bin/sh\nexec sleep 100000\n", "log/run": LOGGER}},
     )
 

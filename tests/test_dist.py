@@ -13,9 +13,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from svinit import ROOT, cli
+from svinit import cli
+from svinit.build.init import dist_archive
 from svinit.fetch import alpine_image, busybox_static
 from tests.dockerrun import boot_and_stop, docker_run
+from tests.util import worker_tag
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +26,7 @@ OWN = ("init", "usr/lib/svinit", "usr/local/bin/", "service", "etc/svinit")
 
 @pytest.fixture(scope="session")
 def dist(init_bin) -> Path:
-    out = subprocess.run(["make", "-s", "-C", str(ROOT / "init"), "dist"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return ROOT / "init" / out.stdout.strip().splitlines()[-1]
+    return dist_archive()
 
 
 def test_the_archive_holds_only_svinit_files_owned_by_root(dist):
@@ -101,7 +101,7 @@ def images(dist, tmp_path_factory) -> dict[str, str]:
     client = docker.from_env()
     bases = {
         "alpine": alpine_image(client=client),
-        "busybox": busybox_root_image(client, "svinit-test:busybox"),
+        "busybox": busybox_root_image(client, worker_tag("busybox")),
     }
     out = {}
     for name, base in bases.items():
@@ -119,7 +119,7 @@ def images(dist, tmp_path_factory) -> dict[str, str]:
         (ctx / "Dockerfile").write_text(
             f'FROM {base}\nADD {dist.name} /\nCOPY ticker /service/ticker\nENTRYPOINT ["/init"]\n'
         )
-        tag = f"svinit-test:dist-{name}"
+        tag = worker_tag(f"dist-{name}")
         client.images.build(path=str(ctx), tag=tag, pull=False, rm=True, nocache=True)
         out[name] = tag
     return out
@@ -200,10 +200,10 @@ def broken(image: str, tag: str, damage: str) -> str:
         "user-ro",
     ],
 )
-def test_bad_input_says_the_cause_and_exits_1(images, damage, opts, says):
+def test_bad_input_says_the_cause_and_exits_1(images, damage, opts, says, request):
     """An image svinit cannot boot in: one sentence naming the cause and the fix on the container's
     stderr, exit code 1, never a hang."""
-    tag = broken(images["busybox"], "svinit-test:broken", damage)
+    tag = broken(images["busybox"], worker_tag(f"broken-{request.node.callspec.id}"), damage)
     r = docker_run(*opts, tag, timeout=20)
     assert r.returncode == 1 and says in r.stderr, (r.returncode, r.stderr)
 
@@ -223,7 +223,7 @@ def test_a_read_only_root_whose_log_directory_holds_an_earlier_boots_files_still
     main = "/service/ticker/log/main"
     tag = broken(
         images["busybox"],
-        "svinit-test:logged",
+        worker_tag("logged"),
         f"mkdir -p {main} && echo old > {main}/current && : > {main}/lock",
     )
     state = '. /usr/lib/svinit/lib.sh; svstat "$(sv_scandir)/ticker/log"'

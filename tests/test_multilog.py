@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from svinit import ROOT
+from svinit.build.init import make_lock
 from tests.util import wait_for
 
 STAMP = re.compile(rb"^@[0-9a-f]{24} ", re.MULTILINE)
@@ -34,12 +35,13 @@ OLD = re.compile(r"^@[0-9a-f]{24}\.[su]$")
 def ours() -> Path:
     """svinit's build directory, with multilog and tai64nlocal made (only those, so this module does
     not depend on the other programs)."""
-    proc = subprocess.run(
-        ["make", "-C", str(ROOT / "init"), "-s", "build/multilog", "build/tai64nlocal"],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
+    with make_lock(ROOT / "init"):
+        proc = subprocess.run(
+            ["make", "-C", str(ROOT / "init"), "-s", "build/multilog", "build/tai64nlocal"],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
     assert proc.returncode == 0, f"make failed:\n{proc.stdout}\n{proc.stderr}"
     return ROOT / "init" / "build"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from svinit import ROOT
+from svinit.build.init import dist_archive
 from svinit.fetch import busybox_static, debian_package
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("have_unshare")]
@@ -45,9 +46,7 @@ def root(tmp_path_factory, init_bin) -> Path:
     """busybox-static with a link per applet, and the archive: what `ADD` gives a busybox-only image.
     The cases boot this one root in turn, on purpose: each finds what the one before left (root's
     /run/svinit, /service/.svscan/control), as an image committed after a boot has it."""
-    dist = subprocess.run(["make", "-s", "-C", str(ROOT / "init"), "dist"], capture_output=True, text=True)
-    assert dist.returncode == 0, dist.stderr
-    archive = ROOT / "init" / dist.stdout.strip().splitlines()[-1]
+    archive = dist_archive()
     tree = tmp_path_factory.mktemp("needs") / "root"
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "dev", "run", "tmp", "root"):
         (tree / d).mkdir(parents=True)

@@ -25,6 +25,7 @@ from svinit.disks import verify_disk
 from svinit.fetch import cache_dir
 from svinit.fetch.cache import import_tar
 from svinit.plugin import VmFiles, make_vm_factory
+from tests.util import worker_tag
 
 log = logging.getLogger(__name__)
 slow = pytest.mark.slow
@@ -154,7 +155,7 @@ def test_check_vm_image_is_clean_and_a_power_cut_is_not(debian_image, debian_fil
 @pytest.fixture(scope="module")
 def archive_image(svinit_docker) -> str:
     """The smallest image holding svinit: its archive alone, imported."""
-    tag = "svinit-test:archive-only"
+    tag = worker_tag("archive-only")
     import_tar(svinit_docker, dist_archive(), tag, [], log)
     return tag
 
@@ -188,10 +189,11 @@ def test_build_vm_refuses_an_image_without_svinit(svinit_docker, tmp_path):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "hostname").write_text("bare\n")
     subprocess.run(["tar", "-cf", str(tmp_path / "bare.tar"), "-C", str(tmp_path), "etc"], check=True)
-    import_tar(svinit_docker, tmp_path / "bare.tar", "svinit-test:bare", [], log)
-    r = svinit("build", "vm", "--image", "svinit-test:bare", "--out", str(tmp_path / "vm"))
+    bare = worker_tag("bare")
+    import_tar(svinit_docker, tmp_path / "bare.tar", bare, [], log)
+    r = svinit("build", "vm", "--image", bare, "--out", str(tmp_path / "vm"))
     assert r.returncode == 1
-    assert "svinit-test:bare holds no svinit (no /usr/lib/svinit/bin/init): ADD svinit's archive" in r.stderr
+    assert f"{bare} holds no svinit (no /usr/lib/svinit/bin/init): ADD svinit's archive" in r.stderr
     r = svinit("check", "vm", "--image", "svinit-test:no-such-image")
     assert r.returncode == 2 and "never pulls" in r.stderr, r.stderr
 

@@ -1,10 +1,27 @@
 """What the tests of the supervision suite share; it lives in the package (svinit.pidns, svinit.servicedir)
 so the benchmarks use it too, and is named here for the tests that import it from tests.util."""
 
+import os
+
 from svinit.pidns import PidNamespace, Scanner, children_of, comm, cpu_seconds, wait_for, zombies_of
 from svinit.servicedir import make_service, svstatus, write_exec
 
+#: This pytest-xdist worker (gw0, gw1...), or "main" in a run without workers.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+#: The repository of the images the tests make; conftest removes this worker's at the session's end.
+TEST_REPOSITORY = "svinit-test"
+
+
+def worker_tag(name: str) -> str:
+    """The tag of a test image *name* for this worker: two workers never build or commit over each
+    other's image (test_dist's broken images differ per test)."""
+    return f"{TEST_REPOSITORY}:{name}-{WORKER}"
+
+
 __all__ = [
+    "WORKER",
+    "TEST_REPOSITORY",
+    "worker_tag",
     "PidNamespace",
     "Scanner",
     "children_of",

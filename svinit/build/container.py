@@ -16,6 +16,7 @@ from svinit.build.init import dist_archive, install_init
 from svinit.build.sources import CONTAINER_INPUTS, BuildError, source_hash
 from svinit.dockerd import DEFAULT_IMAGE, docker_client
 from svinit.fetch.alpine import alpine_image
+from svinit.fetch.cache import cache_dir, locked
 from svinit.fetch.debian_base import DEFAULT_TAG as DEBIAN_BASE
 from svinit.fetch.debian_base import debian_base
 
@@ -75,6 +76,15 @@ def build_container(
         base_id = alpine_image(client, tag=base)
     # the sources and the base: a base made again (a new mmdebstrap) makes the image again too
     digest = source_hash(DEBIAN_INPUTS if debian else CONTAINER_INPUTS) + "-" + base_id.split(":")[-1][:12]
+    # two sessions (two pytest-xdist workers) building one tag at once would both build: the second waits
+    # here, then finds the first one's image up to date
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with locked(locks / f"container-{tag.replace('/', '_')}.lock"):
+        return _build(client, tag, base, digest, debian, force)
+
+
+def _build(client: docker.DockerClient, tag: str, base: str, digest: str, debian: bool, force: bool) -> str:
     if not force:
         try:
             image = client.images.get(tag)

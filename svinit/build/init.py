@@ -12,10 +12,12 @@ import logging
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from svinit import resources
 from svinit.build.sources import BuildError
+from svinit.fetch.cache import locked
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +29,15 @@ SYSTEM_LINKS = {
 }
 
 
+def make_lock(init: Path) -> Iterator[None]:
+    """Holds an exclusive flock on init/Makefile: two makes in one tree at once (two pytest-xdist
+    workers, two sessions) would write the same objects; the second waits, then finds them made."""
+    return locked(init / "Makefile", mode="r")
+
+
 def _make(argv: list[str], what: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    with make_lock(Path(argv[argv.index("-C") + 1])):
+        proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode != 0:
         raise BuildError(
             f"{what}: {' '.join(argv)} failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}"

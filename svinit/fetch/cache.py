@@ -74,9 +74,10 @@ def import_tar(client: docker.DockerClient, tar: Path, tag: str, changes: list[s
 
 
 @contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Holds an exclusive flock on *path* (two test sessions must not build one cache entry at once)."""
-    with open(path, "a") as f:
+def locked(path: Path, mode: str = "a") -> Iterator[None]:
+    """Holds an exclusive flock on *path* (two test sessions, or two pytest-xdist workers, must not
+    build one cache entry at once); *path* is made if missing, or opened read-only with mode "r"."""
+    with open(path, mode) as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

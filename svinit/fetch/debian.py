@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from svinit.fetch.cache import FetchError, cache_dir
+from svinit.fetch.cache import FetchError, cache_dir, locked
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,16 @@ def debian_package(name: str) -> Path:
     stamp = tree / ".unpacked"
     if stamp.exists():
         return tree
+    (cache_dir() / "deb").mkdir(parents=True, exist_ok=True)
+    with locked(cache_dir() / "deb" / f"{name}.lock"):
+        # another session (an xdist worker) may have unpacked it while this one waited
+        if not stamp.exists():
+            _fetch_and_unpack(name, tree)
+            stamp.touch()
+    return tree
+
+
+def _fetch_and_unpack(name: str, tree: Path) -> None:
     for tool in ("apt-get", "dpkg"):
         if not shutil.which(tool):
             raise FetchError(
@@ -60,8 +70,6 @@ def debian_package(name: str) -> Path:
     )
     if proc.returncode != 0:
         raise FetchError(f"dpkg -x {found[-1]} failed: {proc.stderr.strip()}")
-    stamp.touch()
-    return tree
 
 
 def daemontools_bin() -> Path:
