@@ -12,7 +12,12 @@ The marks:
   ``/run/svinit-harness`` for root, else ``$XDG_RUNTIME_DIR/svinit-harness``, else
   ``/tmp/svinit-harness-UID``), ``NAME.json``: the directory and its owner; the record goes with
   the directory;
-- QEMU runs with ``-name svinit-...,process=svinit-qemu`` and ``-pidfile STATE/qemu.pid``.
+- QEMU runs with ``-name svinit-...,process=svinit-qemu`` and ``-pidfile STATE/qemu.pid``;
+- both carry the run too (``org.svinit.harness.run``, :data:`RUN_LABEL`; the record's ``run``): the
+  owner of the pytest process that started the session (``$SVINIT_HARNESS_RUN``, which the plugin sets
+  in the pytest-xdist controller before its workers start, so every worker's marks name it), else the
+  owner itself. The controller, at its end, removes what its run's workers left (a worker killed, or
+  ended by a Ctrl-C before its teardown): ``clean(run=...)``.
 
 A leftover is a record or a container whose owner is gone. A QEMU process is killed only when its pid
 file's pid is a ``qemu-system-*`` whose own command line names that pid file.
@@ -36,6 +41,10 @@ from pathlib import Path
 LABEL = "org.svinit.harness"
 #: Its owner: HOST:PID:START of the harness process that started it.
 OWNER_LABEL = "org.svinit.harness.owner"
+#: The run: the owner of the session's first process (the pytest-xdist controller, or pytest itself).
+RUN_LABEL = "org.svinit.harness.run"
+#: Set by the plugin in a session's first process; its workers inherit it.
+RUN_ENV = "SVINIT_HARNESS_RUN"
 #: QEMU's process name (``-name ...,process=``), as ps shows it.
 QEMU_PROCESS = "svinit-qemu"
 #: The pid file in a QEMU machine's state directory.
@@ -84,16 +93,21 @@ def owner_alive(mark: str) -> bool | None:
     return _start_ticks(pid_n) == start
 
 
+def run_mark() -> str:
+    """This process's run: ``$SVINIT_HARNESS_RUN``, else this process as an owner."""
+    return os.environ.get(RUN_ENV) or owner()
+
+
 def container_labels() -> dict[str, str]:
     """The labels of a container the harness starts."""
-    return {LABEL: "1", OWNER_LABEL: owner()}
+    return {LABEL: "1", OWNER_LABEL: owner(), RUN_LABEL: run_mark()}
 
 
 def make_temp_dir(prefix: str) -> Path:
     """A temporary directory (in $TMPDIR, as tempfile's) with its record in :func:`harness_dir`."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     record = harness_dir() / f"{path.name}.json"
-    record.write_text(json.dumps({"path": str(path), "owner": owner()}) + "\n")
+    record.write_text(json.dumps({"path": str(path), "owner": owner(), "run": run_mark()}) + "\n")
     return path
 
 
@@ -158,7 +172,7 @@ class Cleanup:
     kept: list[str] = field(default_factory=list)
 
 
-def clean(dry_run: bool = False, client=None, all_owners: bool = False) -> Cleanup:
+def clean(dry_run: bool = False, client=None, all_owners: bool = False, run: str | None = None) -> Cleanup:
     """Removes what killed runs of the harness left: their containers (``docker rm -f``), their QEMU
     processes and their temporary directories. A live run's are kept; with *all_owners*, also those
     of another host's runs (a shared dockerd), which this host cannot tell alive or not.
@@ -166,6 +180,7 @@ def clean(dry_run: bool = False, client=None, all_owners: bool = False) -> Clean
     Args:
         dry_run: say what would be removed, remove nothing.
         client: a docker client; None: from the environment (no daemon: containers are skipped).
+        run: only what this run (:func:`run_mark`) left, whose owner is gone; nothing is reported kept.
     """
     out = Cleanup()
     verb = "would remove" if dry_run else "removed"
@@ -175,9 +190,12 @@ def clean(dry_run: bool = False, client=None, all_owners: bool = False) -> Clean
             path, mark = Path(data["path"]), data["owner"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
+        if run is not None and data.get("run") != run:
+            continue
         alive = owner_alive(mark)
         if alive or (alive is None and not all_owners):
-            out.kept.append(f"{path}: its run ({mark}) is {'alive' if alive else 'on another host'}")
+            if run is None:
+                out.kept.append(f"{path}: its run ({mark}) is {'alive' if alive else 'on another host'}")
             continue
         pid = harness_qemu(path / PIDFILE)
         if pid is not None:
@@ -189,11 +207,13 @@ def clean(dry_run: bool = False, client=None, all_owners: bool = False) -> Clean
         if not dry_run:
             shutil.rmtree(path, ignore_errors=True)
             record.unlink(missing_ok=True)
-    _clean_containers(out, dry_run, client, all_owners, verb)
+    _clean_containers(out, dry_run, client, all_owners, verb, run)
     return out
 
 
-def _clean_containers(out: Cleanup, dry_run: bool, client, all_owners: bool, verb: str) -> None:
+def _clean_containers(
+    out: Cleanup, dry_run: bool, client, all_owners: bool, verb: str, run: str | None = None
+) -> None:
     import docker.errors
 
     from svinit.dockerd import docker_client
@@ -201,14 +221,18 @@ def _clean_containers(out: Cleanup, dry_run: bool, client, all_owners: bool, ver
 
     try:
         client = client or docker_client()
-        containers = client.containers.list(all=True, filters={"label": LABEL})
+        label = LABEL if run is None else f"{RUN_LABEL}={run}"
+        containers = client.containers.list(all=True, filters={"label": label})
     except (SvinitError, docker.errors.DockerException) as e:
-        out.kept.append(f"containers: not looked at: {e}")
+        if run is None:
+            out.kept.append(f"containers: not looked at: {e}")
         return
     for c in containers:
         mark = (c.labels or {}).get(OWNER_LABEL, "")
         alive = owner_alive(mark) if mark else False
         if alive or (alive is None and not all_owners):
+            if run is not None:
+                continue
             out.kept.append(
                 f"container {c.name}: its run ({mark}) is {'alive' if alive else 'on another host'}"
             )

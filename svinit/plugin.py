@@ -69,6 +69,10 @@ from svinit.machine import Machine, MachineError
 from svinit.qemu.definition import Disk
 from svinit.qemu.machine import QemuMachine
 
+# the run's guard: its mark, SIGTERM as Ctrl-C, what ended workers left removed at the end
+from svinit.runguard import pytest_configure as pytest_configure
+from svinit.runguard import pytest_unconfigure as pytest_unconfigure
+
 log = logging.getLogger(__name__)
 _MACHINES = pytest.StashKey[list]()
 #: the lines of each machine's console a failing test's junit record carries
