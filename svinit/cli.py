@@ -154,6 +154,7 @@ def cmd_check_vm(args: argparse.Namespace) -> int:
         boot_timeout=args.boot_timeout,
         artifacts=artifacts,
         observe=args.observe,
+        expect_log=args.expect_log,
     )
     return _report(v, args, "console.log, events.json, verdict.json", artifacts)
 
@@ -426,7 +427,9 @@ def parser() -> argparse.ArgumentParser:
         "is up, writes to /data, ends it (--how) and checks: QEMU ended by the guest (QMP SHUTDOWN "
         "guest=true, reason guest-shutdown, or guest-reset for a reboot) through svinit's shutdown, in "
         "time, every ext4 disk cleanly unmounted (no needs_recovery, e2fsck -fn clean), every service "
-        "stopped before its logger. Exits 0 only when clean (1 when not, 2 when the check could not run); "
+        "stopped before its logger; every service stayed up through --observe (a crash loop fails, "
+        "naming it with its log's last lines); a log holding no line is named (and fails for "
+        "--expect-log). Exits 0 only when clean (1 when not, 2 when the check could not run); "
         "saves console.log and events.json when not.",
     )
     _option(cv, "--vm")
@@ -451,6 +454,7 @@ def parser() -> argparse.ArgumentParser:
     _seconds(cv, "--shutdown-limit", DEFAULT_VM_SHUTDOWN_LIMIT, "the end may take, before the TCG factor")
     _seconds(cv, "--boot-timeout", 60.0, "time for every service to be up, before the TCG factor")
     _seconds(cv, "--observe", DEFAULT_OBSERVE, "then every service must stay up, with the same pid")
+    _expect_log(cv)
     cv.set_defaults(func=cmd_check_vm)
 
     bt = sub.add_parser(

@@ -84,6 +84,7 @@ def check_vm(
     boot_timeout: float = 60.0,
     artifacts: Path | None = None,
     observe: float = DEFAULT_OBSERVE,
+    expect_log: tuple[str, ...] | list[str] = (),
     **options: Any,
 ) -> Verdict:
     """Boots a VM, waits for its services and watches them for *observe* seconds, writes to its data
@@ -99,6 +100,7 @@ def check_vm(
         shutdown_limit: seconds (before the TCG factor) the end may take.
         boot_timeout: seconds (before the TCG factor) for every service to be up.
         artifacts: where to save console.log, events.json, verdict.json and disk reports when not clean.
+        expect_log: services whose log must hold a line once they are up.
         **options: more QemuMachine options (memory, accel, timeout_multiplier...).
 
     Returns:
@@ -130,7 +132,7 @@ def check_vm(
                 subject=f"{build_dir} ({how})",
                 observe=observe,
             )
-            v = vm_verdict(ev, m.timeout(shutdown_limit))
+            v = vm_verdict(ev, m.timeout(shutdown_limit), expect_log=expect_log)
             v.facts["accel"] = m.accel
             if image is not None:
                 v.facts["image"] = image

@@ -376,10 +376,15 @@ def _check_logs(ev: Evidence, expect_log: tuple[str, ...] | list[str] = ()) -> C
     )
 
 
-def vm_verdict(ev: VmEvidence, shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT) -> Verdict:
-    """The checks of one VM run: boot, ended (QemuShutdown.ended: by the guest, as asked, through
-    svinit), shutdown time, disks (each cleanly unmounted), order (every service down before its
-    logger)."""
+def vm_verdict(
+    ev: VmEvidence,
+    shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT,
+    expect_log: tuple[str, ...] | list[str] = (),
+) -> Verdict:
+    """The checks of one VM run: boot, logs (read in the guest once every service was up: an empty one
+    is named, and fails for a service of *expect_log*), ended (QemuShutdown.ended: by the guest, as
+    asked, through svinit), shutdown time, disks (each cleanly unmounted), order (every service down
+    before its logger)."""
     checks = []
     troubles = restarting(ev.watch, ev.logs)
     if ev.boot_seconds is None:
@@ -392,6 +397,7 @@ def vm_verdict(ev: VmEvidence, shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT
         checks.append(
             Check("boot", True, f"every service up {ev.boot_seconds:.1f} s after QEMU started{steady}")
         )
+    checks.append(_check_vm_logs(ev, expect_log))
     res = ev.shutdown
     if res is None:
         checks.append(Check("ended", False, "the machine did not stop in time: QEMU was killed"))
@@ -424,3 +430,23 @@ def vm_verdict(ev: VmEvidence, shutdown_limit: float = DEFAULT_VM_SHUTDOWN_LIMIT
         "disks": [asdict(d) for d in ev.disks],
     }
     return Verdict(ev.subject, checks, facts)
+
+
+def _check_vm_logs(ev: VmEvidence, expect_log: tuple[str, ...] | list[str] = ()) -> Check:
+    """The guest's logs as read once its services were up (the last lines of each ``current``): which
+    are empty, and whether every service of *expect_log* has a log holding a line."""
+    empty = sorted(d for d, st in ev.logs.items() if not st.lines())
+    problems = []
+    for name in expect_log:
+        dirs = log_dirs_of(name, ev.logs)
+        if not dirs:
+            where = "no log was read from the guest" if not ev.logs else f"no {name}/log/*/current"
+            problems.append(f"{name}: {where}, and it must log")
+        elif all(d in empty for d in dirs):
+            problems.append(f"{', '.join(dirs)} is empty: {name}'s logger received nothing, and it must log")
+    none = f"; empty (their loggers received nothing): {', '.join(empty)}" if empty else ""
+    if problems:
+        return Check("logs", False, "; ".join(problems) + none)
+    if not ev.logs:
+        return Check("logs", True, "no log read from the guest (none, or the boot did not finish)")
+    return Check("logs", True, f"{len(ev.logs) - len(empty)} logs hold lines while up{none}")

@@ -45,18 +45,54 @@ def overlay_vm(tmp_path: Path, files: dict[str, str]) -> Path:
         p = ov / path
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
+        if text.startswith("#!"):
+            p.chmod(0o755)
     return build_vm(tmp_path / "vm", overlay=ov)
 
 
 @pytest.mark.parametrize("layout", ["initramfs", "disk"])
 def test_check_vm_is_clean(layout):
-    r = svinit("check", "vm", "--layout", layout, "--json")
+    r = svinit("check", "vm", "--layout", layout, "--json", "--expect-log", "heartbeat")
     assert r.returncode == 0, r.stdout + r.stderr
     v = json.loads(r.stdout)
-    assert v["clean"] and {c["name"] for c in v["checks"]} == {"boot", "ended", "time", "disks", "order"}
+    checks = {c["name"]: c["detail"] for c in v["checks"]}
+    assert v["clean"] and set(checks) == {"boot", "logs", "ended", "time", "disks", "order"}
+    assert "steady for" in checks["boot"] and "logs hold lines while up" in checks["logs"], checks
     # every disk it attached was checked on the host: the data disk, and for the disk layout the root
     assert len(v["disks"]) == (2 if layout == "disk" else 1)
     assert all(d["ok"] and d["needs_recovery"] is False for d in v["disks"])
+
+
+LOGGER = "#!/bin/sh\nexec multilog t ./main\n"
+#: a service that dies half a second after each start, saying why (exec: acpid: not found, as seen)
+CRASHY = "#!/bin/sh\nexec 2>&1\necho starting\nsleep 0.5\necho './run: exec: nothere: not found'\nexit 127\n"
+#: a service that runs, but never writes a line to its logger
+QUIET = "#!/bin/sh\nexec sleep 100000\n"
+
+
+def test_a_crash_loop_and_a_silent_log_in_the_vm_fail_check_vm(tmp_path):
+    """The unclean twins of the boot and logs checks, in a real VM: a service restarting every second
+    fails the boot, named with the last lines of its own log; a service that must log (--expect-log)
+    but whose logger received nothing fails the logs check."""
+    out = overlay_vm(
+        tmp_path,
+        {
+            "service/crashy/run": CRASHY,
+            "service/crashy/log/run": LOGGER,
+            "service/quiet/run": QUIET,
+            "service/quiet/log/run": LOGGER,
+        },
+    )
+    art = tmp_path / "art"
+    argv = ["check", "vm", "--vm", str(out), "--json", "--artifacts", str(art)]
+    r = svinit(*argv, "--expect-log", "quiet", "--expect-log", "crashy", "--boot-timeout", "20")
+    assert r.returncode == 1, r.stdout + r.stderr
+    failed = {c["name"]: c["detail"] for c in json.loads(r.stdout)["checks"] if not c["ok"]}
+    assert set(failed) == {"boot", "logs"}, failed
+    assert "crashy is restarting" in failed["boot"] or "crashy: down" in failed["boot"], failed
+    assert "./run: exec: nothere: not found" in failed["boot"], failed
+    assert failed["logs"].startswith("quiet/log/main is empty: quiet's logger received nothing"), failed
+    assert (art / "console.log").exists()
 
 
 def test_a_power_cut_is_unclean_for_check_vm(tmp_path):

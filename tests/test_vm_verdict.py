@@ -143,3 +143,26 @@ def test_a_service_restarting_in_the_vm_fails_the_boot_with_its_log():
     )
     steady = evidence(watch=[(0.0, up(90)), (1.5, up(90))], observe_seconds=1.5)
     assert vm_verdict(steady)["boot"].detail == "every service up 9.0 s after QEMU started, steady for 1.5 s"
+
+
+def test_a_vm_log_that_must_log_but_is_empty_or_missing_fails():
+    from svinit.evidence import LogState
+
+    logs = {
+        "heartbeat/log/main": LogState(b"@400000006b050c6d03e9ec41 beat\n"),
+        "quiet/log/main": LogState(b""),
+    }
+    v = vm_verdict(evidence(logs=logs))
+    assert v["logs"].ok and v["logs"].detail == (
+        "1 logs hold lines while up; empty (their loggers received nothing): quiet/log/main"
+    )
+    assert vm_verdict(evidence(logs=logs), expect_log=["heartbeat"])["logs"].ok
+    bad = vm_verdict(evidence(logs=logs), expect_log=["quiet", "nolog"])
+    assert [c.name for c in bad.failed] == ["logs"]
+    assert bad["logs"].detail.startswith(
+        "quiet/log/main is empty: quiet's logger received nothing, and it must log; "
+        "nolog: no nolog/log/*/current, and it must log"
+    )
+    unread = vm_verdict(evidence(), expect_log=["heartbeat"])["logs"]
+    assert not unread.ok and "no log was read from the guest" in unread.detail
+    assert vm_verdict(evidence())["logs"].ok
