@@ -22,6 +22,10 @@ from svinit.container import LABEL, ContainerMachine
 from svinit.leftovers import OWNER_LABEL, PIDFILE, harness_qemu, owner_alive
 from svinit.qemu.machine import QemuMachine
 
+#: `svinit clean` removes what any dead run left, test_parallel's killed worker's too: under
+#: `pytest -n N --dist loadgroup` the two modules run on one worker, one after the other
+pytestmark = pytest.mark.xdist_group("leftovers")
+
 
 @pytest.fixture
 def harness_dir(tmp_path, monkeypatch) -> Path:

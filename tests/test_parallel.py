@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("leftovers")]  # see test_clean
 
 #: The outside project: container tests that check they see only their own machine, one VM test; each
 #: test writes a mark when its machine is up, then waits for the release file (or 1 s without one).

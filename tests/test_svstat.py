@@ -114,6 +114,8 @@ def test_status_record_djb_18_bytes():
         (record(time.time(), want=b"x"), "want byte"),
         (record(time.time(), state=b"Q"), "state letter 'Q'"),
     ],
+    # fixed ids: the records hold the time, and pytest-xdist's workers must collect the same names
+    ids=["short", "no-tai64n", "want-byte", "state-letter"],
 )
 def test_bad_status_records_say_what_to_check(data, words):
     with pytest.raises(StatusFormatError, match=words):
