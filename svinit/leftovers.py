@@ -103,9 +103,25 @@ def container_labels() -> dict[str, str]:
     return {LABEL: "1", OWNER_LABEL: owner(), RUN_LABEL: run_mark()}
 
 
-def make_temp_dir(prefix: str) -> Path:
-    """A temporary directory (in $TMPDIR, as tempfile's) with its record in :func:`harness_dir`."""
+#: The longest path a unix socket can be bound at (sun_path holds 108 bytes, its NUL included).
+SOCKET_PATH_MAX = 107
+
+
+def make_temp_dir(prefix: str, sockets: int = 0) -> Path:
+    """A temporary directory (in $TMPDIR, as tempfile's) with its record in :func:`harness_dir`.
+
+    Args:
+        sockets: the longest name of a unix socket to be made in it: when $TMPDIR is too deep for it (a
+            pytest-xdist worker's tmp_path is), the directory goes to the first of the harness
+            directory, /tmp, /dev/shm where it fits.
+    """
     path = Path(tempfile.mkdtemp(prefix=prefix))
+    if sockets and len(str(path)) + 1 + sockets > SOCKET_PATH_MAX:
+        for base in (harness_dir(), Path("/tmp"), Path("/dev/shm")):
+            if len(str(base)) + len(prefix) + 10 + sockets <= SOCKET_PATH_MAX and os.access(base, os.W_OK):
+                path.rmdir()
+                path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+                break
     record = harness_dir() / f"{path.name}.json"
     record.write_text(json.dumps({"path": str(path), "owner": owner(), "run": run_mark()}) + "\n")
     return path

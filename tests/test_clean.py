@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import docker.errors
 import pytest
 
 from svinit import cli, leftovers
+from svinit.build import build_vm, vm_dir
 from svinit.container import LABEL, ContainerMachine
 from svinit.leftovers import OWNER_LABEL, PIDFILE, harness_qemu, owner_alive
 from svinit.qemu.machine import QemuMachine
@@ -175,3 +177,23 @@ def test_the_plugins_name_prefix(pytester, svinit_image):
         "--svinit-image", svinit_image, "--svinit-name-prefix", "ci-job-7", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=1)
+
+
+def test_a_deep_tmpdir_still_gives_qemu_socket_paths_it_can_bind(harness_dir, tmp_path, monkeypatch):
+    """A pytest-xdist worker's tmp_path is deep: QEMU refused its QMP socket there ("UNIX socket path
+    ... is too long", 108 bytes at most) and the VM fixture failed. The state directory then goes where
+    the paths fit, recorded as ever; QEMU starts and answers QMP."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads $TMPDIR again
+    m = QemuMachine.from_build(build_vm(vm_dir("initramfs")), accel="tcg")
+    try:
+        assert len(str(m.state_dir / "harness.sock")) <= leftovers.SOCKET_PATH_MAX, m.state_dir
+        assert (harness_dir / f"{m.state_dir.name}.json").exists()
+        m.start()  # QEMU binds both sockets and answers QMP; then the power cut, no boot waited for
+        assert m.qmp is not None and m.qmp.query_status()["status"] in ("running", "paused")
+    finally:
+        m.crash()
+        m.close()
+    assert not m.state_dir.exists() and not list(harness_dir.iterdir())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +28,33 @@ OWN = ("init", "usr/lib/svinit", "usr/local/bin/", "service", "etc/svinit")
 @pytest.fixture(scope="session")
 def dist(init_bin) -> Path:
     return dist_archive()
+
+
+def test_the_archive_is_never_seen_half_written(dist):
+    """Under pytest-xdist one worker packs the archive (make dist) while another reads it (a docker
+    build's context): make dist renames a whole archive into place, so a reader never sees a partial
+    one (the busybox images of this module were once built from a cut archive: no /init)."""
+    stop, errors, reads = threading.Event(), [], 0
+
+    def repack() -> None:
+        while not stop.is_set():
+            dist_archive()
+
+    packer = threading.Thread(target=repack)
+    packer.start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            reads += 1
+            try:
+                with tarfile.open(dist) as t:
+                    assert "init" in t.getnames()
+            except (tarfile.TarError, EOFError, OSError, AssertionError) as e:
+                errors.append(repr(e))
+    finally:
+        stop.set()
+        packer.join()
+    assert not errors, f"{len(errors)} of {reads} reads saw a partial archive, first: {errors[0]}"
 
 
 def test_the_archive_holds_only_svinit_files_owned_by_root(dist):

@@ -8,14 +8,19 @@ told from what the rest of this suite runs at the same time."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from svinit.build import build_container
+from tests.util import worker_tag
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("leftovers")]  # see test_clean
 
@@ -107,24 +112,29 @@ class OutsideRun:
         return self.proc.returncode, out
 
     def leftovers(self) -> list[str]:
-        """What the run left: its containers, QEMU processes, temporary folders, harness records."""
-        ps = subprocess.run(
-            ["docker", "ps", "-a", "--filter", f"name=^{self.prefix}-", "--format", "{{.Names}}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        left = [f"container {n}" for n in ps.stdout.split()]
-        left += [f"folder {p}" for p in self.tmp.iterdir() if p.name.startswith("svinit-")]
-        left += [f"record {p.name}" for p in self.harness.iterdir()]
-        for pid in os.listdir("/proc"):
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            except (OSError, ValueError):
-                continue
-            if "qemu-system" in cmdline and str(self.tmp) in cmdline:
-                left.append(f"QEMU {pid}")
-        return left
+        return leftovers(self.prefix, self.tmp, self.harness)
+
+
+def leftovers(prefix: str, tmp: Path, harness: Path) -> list[str]:
+    """What a run left: its containers (named PREFIX-...), QEMU processes, folders in its TMPDIR, its
+    harness records."""
+    ps = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"name=^{prefix}-", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    left = [f"container {n}" for n in ps.stdout.split()]
+    left += [f"folder {p}" for p in tmp.iterdir() if p.name.startswith("svinit-")]
+    left += [f"record {p.name}" for p in harness.iterdir()]
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if "qemu-system" in cmdline and str(tmp) in cmdline:
+            left.append(f"QEMU {pid}")
+    return left
 
 
 @pytest.fixture
@@ -143,14 +153,45 @@ def outside(tmp_path, svinit_image):
             run.proc.wait()
 
 
-def test_two_workers_give_each_test_its_own_machine_and_leave_nothing(outside):
-    run = outside()
-    code, out = run.finish()
-    assert code == 0 and "4 passed" in out, out
-    marks = {p.name.split(".")[0]: p.name.split(".")[1] for p in run.marks.iterdir()}
-    assert sorted(marks) == ["a", "b", "c", "vm"], marks
-    assert set(marks.values()) == {"gw0", "gw1"}, f"both workers ran tests: {marks}"
-    assert run.leftovers() == []
+def test_two_workers_give_each_test_its_own_machine_and_leave_nothing(pytester, svinit_image, monkeypatch):
+    """A pytester run of the outside project at -n 2: four tests, each alone on its machine (three
+    containers and a VM), both workers used; nothing left behind."""
+    marks, tmp, harness = (pytester.path / d for d in ("marks", "tmp", "harness"))
+    for d in (marks, tmp, harness):
+        d.mkdir()
+    for var, value in (("OUT_MARKS", marks), ("TMPDIR", tmp), ("SVINIT_HARNESS_DIR", harness)):
+        monkeypatch.setenv(var, str(value))
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    pytester.makepyfile(test_outside=PROJECT)
+    prefix = f"out{os.getpid()}"
+    result = pytester.runpytest_subprocess(
+        "-p", "xdist", "-n", "2", "--svinit-name-prefix", prefix, timeout=300
+    )
+    result.assert_outcomes(passed=4)
+    seen = {p.name.split(".")[0]: p.name.split(".")[1] for p in marks.iterdir()}
+    assert sorted(seen) == ["a", "b", "c", "vm"], seen
+    assert set(seen.values()) == {"gw0", "gw1"}, f"both workers ran tests: {seen}"
+    assert leftovers(prefix, tmp, harness) == []
+
+
+def test_two_builds_of_one_tag_at_once_build_it_once(svinit_docker, caplog):
+    """Two workers asking for one image at once: the first builds it, the second waits on the lock and
+    finds it up to date (both used to build it, over each other)."""
+    tag = worker_tag("twice")
+    caplog.set_level(logging.INFO, logger="svinit.build.container")
+    ids: list[str] = []
+    try:
+        threads = [threading.Thread(target=lambda: ids.append(build_container(tag=tag))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        builds = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"building {tag} ")]
+        fresh = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"{tag} is up to date")]
+        assert len(ids) == 2 and ids[0] == ids[1], ids
+        assert len(builds) == 1 and len(fresh) == 1, (builds, fresh)
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 
 
 @pytest.mark.parametrize(

@@ -13,5 +13,8 @@ cd "$tree"
   find . -mindepth 1 ! -type d
   find ./usr/lib/svinit ./service ./etc/svinit -type d
 } | sed 's|^\./||' | LC_ALL=C sort > "$list"
-tar --owner=0 --group=0 --numeric-owner --mtime=@0 --no-recursion -cf - -T "$list" | gzip -9n > "$out"
+# written aside, then renamed: a reader (another make's caller: a pytest-xdist worker, a docker build
+# copying it) sees the whole old archive or the whole new one, never half of one
+tar --owner=0 --group=0 --numeric-owner --mtime=@0 --no-recursion -cf - -T "$list" | gzip -9n > "$out.new"
+mv -f "$out.new" "$out"
 rm -f "$list"

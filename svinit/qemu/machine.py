@@ -41,6 +41,8 @@ from svinit.qemu.qmp import QMP, QMPFailure, QMPTimeout
 from svinit.qemu.shutdown import KERNEL_LINES, QemuShutdown
 
 log = logging.getLogger(__name__)
+#: Room kept for the names of the unix sockets in a machine's state directory (qmp.sock, harness.sock...)
+SOCKET_NAME_MAX = 24
 
 
 class QemuMachine(Machine):
@@ -109,7 +111,7 @@ class QemuMachine(Machine):
         self.accel: str | None = None
         self.accel_note = ""
         # recorded in the harness directory, with QEMU's pid file: `svinit clean` finds a killed run's
-        self.state_dir = make_temp_dir("svinit-qemu-")
+        self.state_dir = make_temp_dir("svinit-qemu-", sockets=SOCKET_NAME_MAX)
         weakref.finalize(self, remove_temp_dir, self.state_dir)
         self.console: Console | None = None
         self.qmp: QMP | None = None
