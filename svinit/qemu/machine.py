@@ -186,8 +186,8 @@ class QemuMachine(Machine):
             raise MachineError(f"{self.name}: QEMU is running already (boot {self.boots})")
         self._end_boot()
         argv = self.argv()
-        for sock in ("qmp.sock", "harness.sock"):
-            (self.state_dir / sock).unlink(missing_ok=True)
+        for sock in self.state_dir.glob("*.sock"):  # a previous boot's (QMP, channel, network)
+            sock.unlink(missing_ok=True)
         self.boots += 1
         self.result = None
         self._header = (
