@@ -4,9 +4,9 @@
 # test harness), gives the interface of that MAC its address and brings it up; svinit.host=NAME,ADDR
 # words add the peers' names to /etc/hosts. No word, nothing to do.
 [ "$virt" = vm ] || { sv_skip "a container's runtime sets its network"; return 0; }
-[ -n "${SVINIT_NET:-}" ] || [ -n "${SVINIT_HOSTS:-}" ] || return 0
+[ -n "${SVINIT_NETWORK:-}" ] || [ -n "${SVINIT_HOSTS:-}" ] || return 0
 rc=0
-for spec in ${SVINIT_NET:-}; do
+for spec in ${SVINIT_NETWORK:-}; do
   mac=${spec%%,*} addr=${spec#*,}
   dev=
   tries=0
