@@ -65,7 +65,14 @@ from svinit.errors import SvinitError
 from svinit.machine import Machine
 from svinit.pytest_network import svinit_network, svinit_network_factory
 from svinit.pytest_support import MACHINES, boot, keep_for_report, networks_of
-from svinit.pytest_vm import VmFiles, make_vm_factory, svinit_vm, svinit_vm_factory, svinit_vm_files
+from svinit.pytest_vm import (
+    VmFiles,
+    make_vm_factory,
+    svinit_vm,
+    svinit_vm_factory,
+    svinit_vm_files,
+    svinit_vm_snapshots,
+)
 from svinit.qemu.machine import QemuMachine
 
 #: the fixtures of the plugin's other modules (pytest finds a plugin's fixtures among its names)
@@ -78,6 +85,7 @@ __all__ = [
     "svinit_vm",
     "svinit_vm_factory",
     "svinit_vm_files",
+    "svinit_vm_snapshots",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,6 +130,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="TEXT|@FILE",
         help="the VM fixtures' kernel command line, or @FILE to read it (default console=ttyS0; "
         "svinit.harness=ttyS1 is added)",
+    )
+    group.addoption(
+        "--svinit-vm-snapshot",
+        action="store_true",
+        help="the session's first svinit_vm boots and is saved (QEMU migration to a file); the others "
+        "resume that snapshot, ready without a boot",
     )
     group.addoption(
         "--svinit-artifacts",

@@ -21,12 +21,15 @@ def keep_for_report(node: pytest.Item | pytest.Collector, machine: Machine) -> N
     node.stash.setdefault(MACHINES, []).append(machine)
 
 
-def boot(m: M, machines: list, node, wait: bool, boot_timeout: float) -> M:
-    """Starts a factory's machine: kept for teardown and for the failure report, booted, and with
-    *wait* returned once every service and logger is up."""
+def boot(m: M, machines: list, node, wait: bool, boot_timeout: float, then=None) -> M:
+    """Starts a factory's machine: kept for teardown and for the failure report, booted (then
+    ``then(m)``: a resumed machine's refresh), and with *wait* returned once every service and logger
+    is up."""
     machines.append(m)
     keep_for_report(node, m)
     m.start()
+    if then is not None:
+        then(m)
     if wait:
         m.wait_for_all_services(boot_timeout)
     return m

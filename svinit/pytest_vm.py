@@ -4,6 +4,7 @@ QEMU machines (on private networks when asked), and one booted VM."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from svinit.machine import MachineError
 from svinit.pytest_support import boot, networks_of
 from svinit.qemu.definition import Disk
 from svinit.qemu.machine import QemuMachine
+from svinit.qemu.snapshot import Snapshot, refresh
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +91,20 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
         kernel: Path | None = None,
         initrd: Path | None = None,
         network: Any = None,
+        snapshot: Snapshot | None = None,
         **options: Any,
     ) -> QemuMachine:
         options.setdefault("timeout_multiplier", multiplier)
         options.setdefault("name", f"vm{len(machines) + 1}")
+        if snapshot is not None:
+            if disks or cmdline or kernel or initrd or network:
+                pytest.fail(
+                    "a machine resumed from a snapshot has the snapshot's kernel, command line and disks "
+                    "and no network: give snapshot= alone (with QemuMachine options: name, echo...)",
+                    pytrace=False,
+                )
+            m = QemuMachine.from_snapshot(snapshot, **options)
+            return boot(m, machines, request.node, wait, boot_timeout, then=refresh)
         if files.root is not None and roots is not None:  # a root of its own: the built one stays
             root = roots / f"{options['name']}-root.img"
             copy_disk(files.root, root)
@@ -124,10 +136,12 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
 @pytest.fixture
 def svinit_vm_factory(request: pytest.FixtureRequest, svinit_vm_files: VmFiles, svinit_network_factory):
     """Boots QEMU machines of svinit_vm_files: ``factory(disks=None, cmdline=None, wait=True,
-    boot_timeout=60, kernel=None, initrd=None, network=None, **QemuMachine options) -> QemuMachine``
-    (memory, accel, harness, extra_args, name, echo...); kernel, initrd and cmdline replace
-    svinit_vm_files'. *network* (a Network, or a list) puts it on private networks: a virtio-net
-    device each, its address set at boot, its peers' names in /etc/hosts (svinit.network). With
+    boot_timeout=60, kernel=None, initrd=None, network=None, snapshot=None, **QemuMachine options) ->
+    QemuMachine`` (memory, accel, harness, extra_args, name, echo...); kernel, initrd and cmdline
+    replace svinit_vm_files'. *network* (a Network, or a list) puts it on private networks: a
+    virtio-net device each, its address set at boot, its peers' names in /etc/hosts (svinit.network).
+    *snapshot* (``machine.snapshot()``) resumes it instead of a boot: copy-on-write disks of its own,
+    its clock set and its random pool fed (svinit.qemu.snapshot). With
     *wait*, it returns once every service and logger is up. At teardown each machine still running is
     stopped with the ACPI power button, then killed if it must be, and cleaned."""
     start, stop_all = make_vm_factory(request, svinit_vm_files)
@@ -135,7 +149,25 @@ def svinit_vm_factory(request: pytest.FixtureRequest, svinit_vm_files: VmFiles, 
     stop_all()
 
 
+@pytest.fixture(scope="session")
+def svinit_vm_snapshots() -> Iterator[dict[str, Snapshot]]:
+    """The session's snapshots (--svinit-vm-snapshot: {"svinit_vm": the first svinit_vm's}), removed
+    at the session's end."""
+    snaps: dict[str, Snapshot] = {}
+    yield snaps
+    for snap in snaps.values():
+        snap.remove()
+
+
 @pytest.fixture
-def svinit_vm(svinit_vm_factory):
-    """A VM of svinit_vm_files, booted: every service and logger up."""
-    return svinit_vm_factory()
+def svinit_vm(request: pytest.FixtureRequest, svinit_vm_factory, svinit_vm_snapshots):
+    """A VM of svinit_vm_files, booted: every service and logger up. With --svinit-vm-snapshot the
+    session's first one boots and is saved, the others resume that snapshot (no boot)."""
+    if not request.config.getoption("--svinit-vm-snapshot"):
+        return svinit_vm_factory()
+    snap = svinit_vm_snapshots.get("svinit_vm")
+    if snap is not None:
+        return svinit_vm_factory(snapshot=snap)
+    m = svinit_vm_factory()
+    svinit_vm_snapshots["svinit_vm"] = m.snapshot()
+    return m
