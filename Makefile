@@ -16,6 +16,7 @@ bench: setup
 	$(VENV)/python bench/container.py
 	$(VENV)/python bench/vm.py
 	$(VENV)/python bench/faults.py
+	$(VENV)/python bench/harness.py
 
 setup:
 	.ci/setup

@@ -3,7 +3,8 @@ behind (a SIGKILLed pytest, a CI job cancelled) and removes it, and nothing else
 
 The marks:
 
-- every container the harness starts carries the label ``org.svinit.harness=1`` (:data:`LABEL`) and
+- every container and Docker network (svinit.network) the harness starts carries the label
+  ``org.svinit.harness=1`` (:data:`LABEL`) and
   ``org.svinit.harness.owner=HOST:PID:START`` (:data:`OWNER_LABEL`: the harness process, its start
   time in clock ticks since the host's boot, so a reused pid is not taken for it);
 - every temporary directory it makes (a QEMU machine's state directory: QMP and command sockets,

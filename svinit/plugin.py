@@ -11,6 +11,8 @@ Options:
                                        built with build_vm, Debian's kernel)
     --svinit-initrd FILE               ... with this initramfs
     --svinit-cmdline TEXT|@FILE        ... and this kernel command line (default console=ttyS0)
+    --svinit-vm-snapshot               the session's first svinit_vm boots and is saved (a snapshot:
+                                       QEMU's migration to a file); the others resume it, no boot
     --svinit-artifacts DIR             a failing test's machines leave their output in
                                        DIR/TEST/MACHINE/ (docker.log; a VM's console.log and
                                        qmp-events.json; shutdown.json once ended) and DIR/TEST/verdict.json
@@ -19,17 +21,27 @@ Options:
 Fixtures:
     svinit_image                the image's tag, checked present (else the test fails: build it first)
     svinit_container_factory    starts containers with custom options: factory(command=..., environment=...,
-                                volumes=..., read_only=..., wait=True, **docker options) -> ContainerMachine
+                                volumes=..., read_only=..., wait=True, network=None, **docker options)
+                                -> ContainerMachine
     svinit_container            a booted container of the image, every service up; stopped and removed after
     svinit_host                 a testinfra host on svinit_container (backend docker)
     svinit_vm_files             (kernel, initrd, cmdline, root) of the VM: the options', else the VM of
                                 --svinit-image when it is not svinit:alpine, else the reference
                                 initramfs VM (build_vm, cached in svinit's cache)
     svinit_vm_factory           boots QEMU machines: factory(disks=[...], memory=..., cmdline=..., wait=True,
-                                **QemuMachine options) -> QemuMachine, every service up; a root disk
-                                is a copy of its own, first of m.disks
+                                network=None, snapshot=None, **QemuMachine options) -> QemuMachine,
+                                every service up; a root disk is a copy of its own, first of m.disks;
+                                snapshot=m.snapshot() resumes a saved machine instead (no boot; qcow2
+                                overlays of its disks, its clock and random pool refreshed)
     svinit_vm                   a booted VM of svinit_vm_files, every service up; stopped (ACPI power
-                                button) and cleaned after
+                                button) and cleaned after (with --svinit-vm-snapshot: resumed)
+    svinit_vm_snapshots         the session's snapshots ({"svinit_vm": ...}), removed at its end
+    svinit_network              a private network (svinit.network): factory(network=net, name="server")
+                                puts a container on a Docker network of its own, a VM on a QEMU link
+                                (virtio-net, -netdev dgram to the harness's hub: no privileges); each gets
+                                an address (m.address(net)) and peers reach it by name;
+                                m.block() / m.unblock() cut and restore its link
+    svinit_network_factory      makes several: factory(name="net") -> Network; removed after the machines
 
 A test that fails (in its setup or its call) gets each of its machines' output (docker logs, the VM's
 console) in its report; fixtures of a wider scope register theirs with keep_for_report(request.node,
@@ -178,8 +190,10 @@ def svinit_container_factory(
     """Starts containers: ``factory(command=None, image=None, wait=True, boot_timeout=10, **options)``.
 
     *options* are ContainerMachine's (environment, volumes, read_only, tmpfs, tty, stdin_open,
-    stop_timeout, and docker-py's create arguments). With *wait*, the factory returns once every service
-    and logger is up. Every container is removed at teardown.
+    stop_timeout, and docker-py's create arguments). *network* (a svinit.network.Network) starts it on
+    that private network alone: *name* (default cN) is its name there and its hostname, the container's
+    own name PREFIX-PID-N-NAME. With *wait*, the factory returns once every service and logger is up.
+    Every container is removed at teardown.
     """
     multiplier = request.config.getoption("--svinit-timeout-multiplier")
     prefix = request.config.getoption("--svinit-name-prefix")
