@@ -480,9 +480,10 @@ def parser() -> argparse.ArgumentParser:
 
     cl = sub.add_parser(
         "clean",
-        help="remove what a killed harness run left: its containers, QEMU processes, temporary disks",
+        help="remove what a killed harness run left: containers, networks, QEMU processes, temporary disks",
         description="Removes what runs of the harness that were killed (a SIGKILLed pytest, a cancelled "
-        "CI job) left behind: containers labelled org.svinit.harness (docker rm -f), the QEMU processes "
+        "CI job) left behind: containers and Docker networks labelled org.svinit.harness (docker rm -f), "
+        "the QEMU processes "
         "they started (each checked first: a qemu-system-* whose command line names the run's pid file) "
         "and their temporary directories (disk copies, sockets), whose records are in the harness "
         "directory ($SVINIT_HARNESS_DIR, else /run/svinit-harness for root, else "

@@ -3,7 +3,8 @@ behind (a SIGKILLed pytest, a CI job cancelled) and removes it, and nothing else
 
 The marks:
 
-- every container the harness starts carries the label ``org.svinit.harness=1`` (:data:`LABEL`) and
+- every container and Docker network (svinit.network) the harness starts carries the label
+  ``org.svinit.harness=1`` (:data:`LABEL`) and
   ``org.svinit.harness.owner=HOST:PID:START`` (:data:`OWNER_LABEL`: the harness process, its start
   time in clock ticks since the host's boot, so a reused pid is not taken for it);
 - every temporary directory it makes (a QEMU machine's state directory: QMP and command sockets,
@@ -224,7 +225,15 @@ def clean(dry_run: bool = False, client=None, all_owners: bool = False, run: str
             shutil.rmtree(path, ignore_errors=True)
             record.unlink(missing_ok=True)
     _clean_containers(out, dry_run, client, all_owners, verb, run)
+    _clean_networks(out, dry_run, client, all_owners, verb, run)
     return out
+
+
+def _dead(labels: dict[str, str] | None, all_owners: bool) -> tuple[bool, str, bool | None]:
+    """(remove it?, its owner mark, owner alive?) for a labelled container or network."""
+    mark = (labels or {}).get(OWNER_LABEL, "")
+    alive = owner_alive(mark) if mark else False
+    return not (alive or (alive is None and not all_owners)), mark, alive
 
 
 def _clean_containers(
@@ -244,14 +253,12 @@ def _clean_containers(
             out.kept.append(f"containers: not looked at: {e}")
         return
     for c in containers:
-        mark = (c.labels or {}).get(OWNER_LABEL, "")
-        alive = owner_alive(mark) if mark else False
-        if alive or (alive is None and not all_owners):
-            if run is not None:
-                continue
-            out.kept.append(
-                f"container {c.name}: its run ({mark}) is {'alive' if alive else 'on another host'}"
-            )
+        dead, mark, alive = _dead(c.labels, all_owners)
+        if not dead:
+            if run is None:
+                out.kept.append(
+                    f"container {c.name}: its run ({mark}) is {'alive' if alive else 'on another host'}"
+                )
             continue
         if not dry_run:
             try:
@@ -259,3 +266,42 @@ def _clean_containers(
             except docker.errors.NotFound:
                 continue
         out.removed.append(f"{verb} container {c.name} ({c.short_id}, {c.status})")
+
+
+def _clean_networks(
+    out: Cleanup, dry_run: bool, client, all_owners: bool, verb: str, run: str | None = None
+) -> None:
+    """Removes the Docker networks (svinit.network) of killed runs, after their containers."""
+    import docker.errors
+
+    from svinit.dockerd import docker_client
+    from svinit.errors import SvinitError
+
+    try:
+        client = client or docker_client()
+        label = LABEL if run is None else f"{RUN_LABEL}={run}"
+        networks = client.networks.list(filters={"label": label})
+    except (SvinitError, docker.errors.DockerException) as e:
+        if run is None:
+            out.kept.append(f"networks: not looked at: {e}")
+        return
+    for n in networks:
+        dead, mark, alive = _dead(n.attrs.get("Labels"), all_owners)
+        if not dead:
+            if run is None:
+                out.kept.append(
+                    f"network {n.name}: its run ({mark}) is {'alive' if alive else 'on another host'}"
+                )
+            continue
+        if not dry_run:
+            try:
+                n.reload()
+                for c in n.containers:  # another run's container left on it (its own were removed)
+                    n.disconnect(c, force=True)
+                n.remove()
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError as e:
+                out.kept.append(f"network {n.name}: could not be removed: {e}")
+                continue
+        out.removed.append(f"{verb} network {n.name} ({n.short_id})")

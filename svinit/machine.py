@@ -146,6 +146,8 @@ class Machine(ABC):
     def __init__(self, name: str, timeout_multiplier: float | None = None):
         self.name = name
         self.timeout_multiplier = default_multiplier() if timeout_multiplier is None else timeout_multiplier
+        #: the private networks it joined (svinit.network: the factories' network=)
+        self.networks: list = []
 
     # What an implementation provides.
 
@@ -252,6 +254,31 @@ class Machine(ABC):
 
         result = retry(attempt, self.timeout(timeout), what=f"`{cmd}` to fail on {self.name}")
         return result if isinstance(result, str) else ""
+
+    # Its private networks (svinit.network).
+
+    def _network(self, net):
+        if net is None:
+            if len(self.networks) != 1:
+                raise MachineError(f"{self.name} is on {len(self.networks)} networks: name the one meant")
+            return self.networks[0]
+        if net not in self.networks:
+            raise MachineError(f"{self.name} is not on network {net.name}: join it through the factory")
+        return net
+
+    def address(self, net=None) -> str:
+        """Its address on the network *net* (the only one it joined when None)."""
+        return self._network(net).address_of(self)
+
+    def block(self, net=None) -> None:
+        """Cuts its link to *net* (every network it joined when None), as if its cable were pulled."""
+        for n in [self._network(net)] if net is not None else self.networks:
+            n.block(self)
+
+    def unblock(self, net=None) -> None:
+        """Restores its link to *net* (every network it joined when None)."""
+        for n in [self._network(net)] if net is not None else self.networks:
+            n.unblock(self)
 
     # svinit's services, through svstat in the guest.
 

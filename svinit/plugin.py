@@ -11,6 +11,8 @@ Options:
                                        built with build_vm, Debian's kernel)
     --svinit-initrd FILE               ... with this initramfs
     --svinit-cmdline TEXT|@FILE        ... and this kernel command line (default console=ttyS0)
+    --svinit-vm-snapshot               the session's first svinit_vm boots and is saved (a snapshot:
+                                       QEMU's migration to a file); the others resume it, no boot
     --svinit-artifacts DIR             a failing test's machines leave their output in
                                        DIR/TEST/MACHINE/ (docker.log; a VM's console.log and
                                        qmp-events.json; shutdown.json once ended) and DIR/TEST/verdict.json
@@ -19,17 +21,27 @@ Options:
 Fixtures:
     svinit_image                the image's tag, checked present (else the test fails: build it first)
     svinit_container_factory    starts containers with custom options: factory(command=..., environment=...,
-                                volumes=..., read_only=..., wait=True, **docker options) -> ContainerMachine
+                                volumes=..., read_only=..., wait=True, network=None, **docker options)
+                                -> ContainerMachine
     svinit_container            a booted container of the image, every service up; stopped and removed after
     svinit_host                 a testinfra host on svinit_container (backend docker)
     svinit_vm_files             (kernel, initrd, cmdline, root) of the VM: the options', else the VM of
                                 --svinit-image when it is not svinit:alpine, else the reference
                                 initramfs VM (build_vm, cached in svinit's cache)
     svinit_vm_factory           boots QEMU machines: factory(disks=[...], memory=..., cmdline=..., wait=True,
-                                **QemuMachine options) -> QemuMachine, every service up; a root disk
-                                is a copy of its own, first of m.disks
+                                network=None, snapshot=None, **QemuMachine options) -> QemuMachine,
+                                every service up; a root disk is a copy of its own, first of m.disks;
+                                snapshot=m.snapshot() resumes a saved machine instead (no boot; qcow2
+                                overlays of its disks, its clock and random pool refreshed)
     svinit_vm                   a booted VM of svinit_vm_files, every service up; stopped (ACPI power
-                                button) and cleaned after
+                                button) and cleaned after (with --svinit-vm-snapshot: resumed)
+    svinit_vm_snapshots         the session's snapshots ({"svinit_vm": ...}), removed at its end
+    svinit_network              a private network (svinit.network): factory(network=net, name="server")
+                                puts a container on a Docker network of its own, a VM on a QEMU link
+                                (virtio-net, -netdev dgram to the harness's hub: no privileges); each gets
+                                an address (m.address(net)) and peers reach it by name;
+                                m.block() / m.unblock() cut and restore its link
+    svinit_network_factory      makes several: factory(name="net") -> Network; removed after the machines
 
 A test that fails (in its setup or its call) gets each of its machines' output (docker logs, the VM's
 console) in its report; fixtures of a wider scope register theirs with keep_for_report(request.node,
@@ -53,28 +65,46 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from svinit.build import build_vm, vm_dir
 from svinit.container import ContainerMachine
-from svinit.disks import copy_disk
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
 from svinit.errors import SvinitError
-from svinit.leftovers import make_temp_dir, remove_temp_dir
-from svinit.machine import Machine, MachineError
-from svinit.qemu.definition import Disk
+from svinit.machine import Machine
+from svinit.pytest_network import svinit_network, svinit_network_factory
+from svinit.pytest_support import MACHINES, boot, keep_for_report, networks_of
+from svinit.pytest_vm import (
+    VmFiles,
+    make_vm_factory,
+    svinit_vm,
+    svinit_vm_factory,
+    svinit_vm_files,
+    svinit_vm_snapshots,
+)
 from svinit.qemu.machine import QemuMachine
 
 # the run's guard: its mark, SIGTERM as Ctrl-C, what ended workers left removed at the end
 from svinit.runguard import pytest_configure as pytest_configure
 from svinit.runguard import pytest_unconfigure as pytest_unconfigure
 
+#: the fixtures of the plugin's other modules (pytest finds a plugin's fixtures among its names)
+__all__ = [
+    "VmFiles",
+    "keep_for_report",
+    "make_vm_factory",
+    "svinit_network",
+    "svinit_network_factory",
+    "svinit_vm",
+    "svinit_vm_factory",
+    "svinit_vm_files",
+    "svinit_vm_snapshots",
+]
+
 log = logging.getLogger(__name__)
-_MACHINES = pytest.StashKey[list]()
 #: the lines of each machine's console a failing test's junit record carries
 TAIL_LINES = 20
 #: numbers the containers named with --svinit-name-prefix
@@ -118,6 +148,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "svinit.harness=ttyS1 is added)",
     )
     group.addoption(
+        "--svinit-vm-snapshot",
+        action="store_true",
+        help="the session's first svinit_vm boots and is saved (QEMU migration to a file); the others "
+        "resume that snapshot, ready without a boot",
+    )
+    group.addoption(
         "--svinit-artifacts",
         default=None,
         metavar="DIR",
@@ -151,29 +187,17 @@ def svinit_image(request: pytest.FixtureRequest, svinit_docker) -> str:
     return image
 
 
-M = TypeVar("M", bound=Machine)
-
-
-def _boot(m: M, machines: list, node, wait: bool, boot_timeout: float) -> M:
-    """Starts a factory's machine: kept for teardown and for the failure report, booted, and with
-    *wait* returned once every service and logger is up."""
-    machines.append(m)
-    keep_for_report(node, m)
-    m.start()
-    if wait:
-        m.wait_for_all_services(boot_timeout)
-    return m
-
-
 @pytest.fixture
 def svinit_container_factory(
-    request: pytest.FixtureRequest, svinit_image: str, svinit_docker
+    request: pytest.FixtureRequest, svinit_image: str, svinit_docker, svinit_network_factory
 ) -> Iterator[Callable[..., ContainerMachine]]:
     """Starts containers: ``factory(command=None, image=None, wait=True, boot_timeout=10, **options)``.
 
     *options* are ContainerMachine's (environment, volumes, read_only, tmpfs, tty, stdin_open,
-    stop_timeout, and docker-py's create arguments). With *wait*, the factory returns once every service
-    and logger is up. Every container is removed at teardown.
+    stop_timeout, and docker-py's create arguments). *network* (a svinit.network.Network) starts it on
+    that private network alone: *name* (default cN) is its name there and its hostname, the container's
+    own name PREFIX-PID-N-NAME. With *wait*, the factory returns once every service and logger is up.
+    Every container is removed at teardown.
     """
     multiplier = request.config.getoption("--svinit-timeout-multiplier")
     prefix = request.config.getoption("--svinit-name-prefix")
@@ -184,6 +208,7 @@ def svinit_container_factory(
         image: str | None = None,
         wait: bool = True,
         boot_timeout: float = 10,
+        network: Any = None,
         **options: Any,
     ) -> ContainerMachine:
         if image is not None and image != svinit_image:
@@ -192,10 +217,21 @@ def svinit_container_factory(
             except SvinitError as e:
                 pytest.fail(str(e), pytrace=False)
         options.setdefault("timeout_multiplier", multiplier)
-        if prefix and options.get("name") is None:
-            options["name"] = f"{prefix}-{os.getpid()}-{next(_numbers)}"
+        nets = networks_of(network)
+        number = next(_numbers)
+        host = options.get("name") or f"c{number}"
+        if nets:  # peers use its own name (the network's alias); the container's is unique
+            options["name"] = f"{prefix or 'svinit'}-{os.getpid()}-{number}-{host}"
+            options.setdefault("hostname", host)
+        elif prefix and options.get("name") is None:
+            options["name"] = f"{prefix}-{os.getpid()}-{number}"
         m = ContainerMachine(image or svinit_image, command, client=svinit_docker, **options)
-        return _boot(m, machines, request.node, wait, boot_timeout)
+        if nets:
+            m.name = host
+            if len(nets) > 1:
+                pytest.fail("a container joins one network (docker connects it to one at creation)")
+            nets[0].join_container(m)
+        return boot(m, machines, request.node, wait, boot_timeout)
 
     yield start
     for m in machines:
@@ -214,19 +250,12 @@ def svinit_host(svinit_container: ContainerMachine):
     return svinit_container.host
 
 
-def keep_for_report(node: pytest.Item | pytest.Collector, machine: Machine) -> None:
-    """Puts *machine*'s output in the report of a test that fails: every test's under *node* if *node* is
-    the test, else (a module's or a session's fixture passes its request.node) every test's that has the
-    machine as an argument."""
-    node.stash.setdefault(_MACHINES, []).append(machine)
-
-
 def _machines_of(item: pytest.Item) -> list[Machine]:
     """The machines kept for *item*'s report: its own, and its wider-scope fixtures' it uses."""
     used = [id(v) for v in getattr(item, "funcargs", {}).values()]
     machines = []
     for node in item.listchain():
-        for m in node.stash.get(_MACHINES, []):
+        for m in node.stash.get(MACHINES, []):
             # a wider-scope fixture's machine: only in the reports of the tests that use it
             if node is not item and id(m) not in used:
                 continue
@@ -322,118 +351,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             for m in machines:
                 item.user_properties.append((f"svinit_console_tail:{m.name}", tail(_logs(m))))
     return report
-
-
-# ---------------------------------------------------------------------------------------------------
-# Virtual machines
-
-
-@dataclass(frozen=True)
-class VmFiles:
-    """What a VM boots: a kernel, an initramfs (or None), a kernel command line, and a root disk (or
-    None: the disk layout's root.img, which each machine gets a copy of)."""
-
-    kernel: Path
-    initrd: Path | None
-    cmdline: str
-    root: Path | None = None
-
-    @classmethod
-    def of_build(cls, out: Path, cmdline: str | None = None) -> VmFiles:
-        """The files of a build_vm output directory (*cmdline* replaces out/cmdline)."""
-        root = out / "root.img"
-        return cls(
-            out / "vmlinuz",
-            out / "initramfs.img",
-            cmdline or (out / "cmdline").read_text().strip(),
-            root if root.exists() else None,
-        )
-
-
-@pytest.fixture(scope="session")
-def svinit_vm_files(request: pytest.FixtureRequest) -> VmFiles:
-    """The options' kernel, initramfs and command line; else the VM of --svinit-image when it is not
-    svinit:alpine (its root disk: the disk layout); else the reference initramfs VM. Both are built
-    with build_vm into svinit's cache (rebuilt only when their sources or the image's id change)."""
-    opt = request.config.getoption
-    kernel, initrd, cmdline = opt("--svinit-kernel"), opt("--svinit-initrd"), opt("--svinit-cmdline")
-    if cmdline and cmdline.startswith("@"):
-        cmdline = Path(cmdline[1:]).read_text().strip()
-    if kernel:
-        for f in (kernel, initrd):
-            if f and not Path(f).is_file():
-                pytest.fail(f"no file {f} (given to --svinit-kernel/--svinit-initrd)", pytrace=False)
-        return VmFiles(Path(kernel), Path(initrd) if initrd else None, cmdline or "console=ttyS0")
-    if initrd:
-        pytest.fail("--svinit-initrd needs --svinit-kernel", pytrace=False)
-    image = opt("--svinit-image")
-    try:
-        if image != DEFAULT_IMAGE:
-            out = build_vm(vm_dir(image=image), image=image)
-        else:
-            out = build_vm(vm_dir("initramfs"))
-    except SvinitError as e:
-        what = "the reference VM" if image == DEFAULT_IMAGE else f"the VM of {image}"
-        pytest.fail(f"cannot build {what}: {e}", pytrace=False)
-    return VmFiles.of_build(out, cmdline)
-
-
-def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
-    """(start, stop_all) for a VM fixture of any scope: start(**options) boots a machine as
-    svinit_vm_factory does and registers it for the reports of the tests under request.node; stop_all()
-    stops and cleans every machine it started."""
-    multiplier = request.config.getoption("--svinit-timeout-multiplier")
-    machines: list[QemuMachine] = []
-    roots = make_temp_dir("svinit-roots-") if files.root else None
-
-    def start(
-        disks: list[Any] | None = None,
-        cmdline: str | None = None,
-        wait: bool = True,
-        boot_timeout: float = 60,
-        kernel: Path | None = None,
-        initrd: Path | None = None,
-        **options: Any,
-    ) -> QemuMachine:
-        options.setdefault("timeout_multiplier", multiplier)
-        options.setdefault("name", f"vm{len(machines) + 1}")
-        if files.root is not None and roots is not None:  # a root of its own: the built one stays
-            root = roots / f"{options['name']}-root.img"
-            copy_disk(files.root, root)
-            disks = [Disk(root), *(disks or [])]
-        m = QemuMachine(
-            kernel or files.kernel, initrd or files.initrd, cmdline or files.cmdline, disks, **options
-        )
-        return _boot(m, machines, request.node, wait, boot_timeout)
-
-    def stop_all() -> None:
-        for m in machines:
-            try:
-                if m.is_running():
-                    m.shutdown("acpi")
-            except MachineError as e:
-                log.warning("%s: no clean stop at teardown: %s", m.name, e)
-            finally:
-                m.close()
-        if roots is not None:
-            remove_temp_dir(roots)
-
-    return start, stop_all
-
-
-@pytest.fixture
-def svinit_vm_factory(request: pytest.FixtureRequest, svinit_vm_files: VmFiles):
-    """Boots QEMU machines of svinit_vm_files: ``factory(disks=None, cmdline=None, wait=True,
-    boot_timeout=60, kernel=None, initrd=None, **QemuMachine options) -> QemuMachine`` (memory, accel,
-    harness, extra_args, name, echo...); kernel, initrd and cmdline replace svinit_vm_files'. With
-    *wait*, it returns once every service and logger is up. At teardown each machine still running is
-    stopped with the ACPI power button, then killed if it must be, and cleaned."""
-    start, stop_all = make_vm_factory(request, svinit_vm_files)
-    yield start
-    stop_all()
-
-
-@pytest.fixture
-def svinit_vm(svinit_vm_factory):
-    """A VM of svinit_vm_files, booted: every service and logger up."""
-    return svinit_vm_factory()

@@ -1,7 +1,8 @@
 """svinit.leftovers and `svinit clean`: what a harness run starts is marked (labels, QEMU's name and pid
 file, records of its temporary directories), and what a SIGKILLed run left is removed for real (its
 container, a QEMU-named process holding its pid file, its directories) while a live run's, an unlabelled
-container and a process that is no QEMU survive."""
+container and a process that is no QEMU survive; a killed run's Docker network goes too, a live run's
+stays."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from svinit import cli, leftovers
 from svinit.build import build_vm, vm_dir
 from svinit.container import LABEL, ContainerMachine
 from svinit.leftovers import OWNER_LABEL, PIDFILE, harness_qemu, owner_alive
+from svinit.network import Network
 from svinit.qemu.machine import QemuMachine
 
 #: `svinit clean` removes what any dead run left, test_parallel's killed worker's too: under
@@ -71,7 +73,10 @@ import json, subprocess, sys, time
 from pathlib import Path
 from svinit.container import ContainerMachine
 from svinit.leftovers import PIDFILE, make_temp_dir
+from svinit.network import Network
 m = ContainerMachine(sys.argv[1], name=sys.argv[2])
+net = Network("lan")
+net.join_container(m)
 m.start()
 state = make_temp_dir("svinit-qemu-")
 (state / "root.img").write_bytes(b"disk")
@@ -82,7 +87,8 @@ sleep = subprocess.Popen(["sleep", "120"], start_new_session=True)
 (decoy / PIDFILE).write_text(str(sleep.pid))
 while not (state / PIDFILE).exists():
     time.sleep(0.05)
-print(json.dumps({"state": str(state), "decoy": str(decoy), "sleep": sleep.pid}), flush=True)
+left = {"state": str(state), "decoy": str(decoy), "sleep": sleep.pid, "net": net.docker_network.name}
+print(json.dumps(left), flush=True)
 time.sleep(120)
 """
 
@@ -109,13 +115,15 @@ def test_clean_removes_what_a_killed_run_left_and_nothing_else(
     unlabelled = svinit_docker.containers.run(
         svinit_image, detach=True, name=f"svinit-test-plain-{os.getpid()}"
     )
-    live = ContainerMachine(svinit_image, client=svinit_docker)
+    live = ContainerMachine(svinit_image, client=svinit_docker, name=f"svinit-test-live-{os.getpid()}")
+    live_net = Network("live")
+    live_net.join_container(live)
     sleep_pid = None
     try:
         left = json.loads(run.stdout.readline())
         run.send_signal(signal.SIGKILL)
         run.wait()
-        state, decoy, sleep_pid = Path(left["state"]), Path(left["decoy"]), left["sleep"]
+        state, decoy, sleep_pid, net = Path(left["state"]), Path(left["decoy"]), left["sleep"], left["net"]
         qemu_pid = int((state / PIDFILE).read_text())
         live.start()
         killed = svinit_docker.containers.get(name)
@@ -125,7 +133,9 @@ def test_clean_removes_what_a_killed_run_left_and_nothing_else(
         assert cli.main(["clean", "--dry-run"]) == 0
         out = capsys.readouterr().out
         assert f"would remove container {name}" in out and f"would remove QEMU process {qemu_pid}" in out
+        assert f"would remove network {net}" in out
         assert state.exists() and alive(qemu_pid) and svinit_docker.containers.get(name)
+        assert svinit_docker.networks.get(net).attrs["Labels"][LABEL] == "1"
 
         t0 = time.monotonic()
         assert cli.main(["clean"]) == 0
@@ -135,6 +145,9 @@ def test_clean_removes_what_a_killed_run_left_and_nothing_else(
         assert f"removed QEMU process {qemu_pid} (svinit-qemu, {state / PIDFILE})" in out
         assert f"removed directory {state}" in out and f"removed directory {decoy}" in out
         assert f"kept container {live.container.name}: its run" in out
+        assert f"removed network {net}" in out and f"kept network {live_net.docker_network.name}" in out
+        with pytest.raises(docker.errors.NotFound):
+            svinit_docker.networks.get(net)
         with pytest.raises(docker.errors.NotFound):
             svinit_docker.containers.get(name)
         assert not alive(qemu_pid) and not state.exists() and not decoy.exists()
@@ -153,6 +166,7 @@ def test_clean_removes_what_a_killed_run_left_and_nothing_else(
             os.kill(sleep_pid, signal.SIGKILL)
         unlabelled.remove(force=True)
         live.close()
+        live_net.close()
         try:
             svinit_docker.containers.get(name).remove(force=True)
         except docker.errors.NotFound:

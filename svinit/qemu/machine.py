@@ -39,6 +39,7 @@ from svinit.qemu.console import ESCAPE_NAME, Console, ConsoleClosed, ConsoleTime
 from svinit.qemu.definition import Disk, MachineDefinition
 from svinit.qemu.qmp import QMP, QMPFailure, QMPTimeout
 from svinit.qemu.shutdown import KERNEL_LINES, QemuShutdown
+from svinit.qemu.snapshot import Snapshot, take
 
 log = logging.getLogger(__name__)
 #: Room kept for the names of the unix sockets in a machine's state directory (qmp.sock, harness.sock...)
@@ -124,6 +125,8 @@ class QemuMachine(Machine):
         self._lock = threading.RLock()
         #: time.monotonic() when QEMU was started, for the current boot
         self.started_at: float | None = None
+        #: the snapshot its first start resumes (from_snapshot), else None
+        self.resumed_from: Snapshot | None = None
 
     @classmethod
     def from_build(cls, out: Path, disk_copy: Path | None = None, **kw: Any) -> QemuMachine:
@@ -143,6 +146,23 @@ class QemuMachine(Machine):
             disks.insert(0, root)
         cmdline = kw.pop("cmdline", None) or (out / "cmdline").read_text().strip()
         return cls(out / "vmlinuz", out / "initramfs.img", cmdline, disks, **kw)
+
+    @classmethod
+    def from_snapshot(cls, snap: Snapshot, **kw: Any) -> QemuMachine:
+        """A machine that resumes *snap* at its first start() (no boot: every service up), each disk a
+        qcow2 overlay of its own in its state directory. *kw* are QemuMachine's (name, accel,
+        timeout_multiplier, echo...); call svinit.qemu.snapshot.refresh(m) once started."""
+        m = cls(snap.kernel, snap.initrd, snap.cmdline, memory=snap.memory, arch=snap.arch, **kw)
+        m.extra_args[:0] = snap.extra_args
+        m.disks = snap.overlays(m.state_dir)
+        m.resumed_from = snap
+        return m
+
+    def snapshot(self) -> Snapshot:
+        """Saves this running machine (svinit.qemu.snapshot.take), which then runs on; start machines
+        from it with from_snapshot (the fixtures: svinit_vm_factory(snapshot=snap)). The caller
+        removes it (snap.remove()) when done."""
+        return take(self)
 
     # Starting.
 
@@ -175,6 +195,8 @@ class QemuMachine(Machine):
             )
             + qemu_marks(self.state_dir)
             + self.extra_args
+            # a resumed machine loads its state at its first start; later it boots from its disks
+            + (self.resumed_from.incoming() if self.resumed_from and self.boots == 0 else [])
         )
 
     def start(self) -> None:
@@ -188,8 +210,8 @@ class QemuMachine(Machine):
             raise MachineError(f"{self.name}: QEMU is running already (boot {self.boots})")
         self._end_boot()
         argv = self.argv()
-        for sock in ("qmp.sock", "harness.sock"):
-            (self.state_dir / sock).unlink(missing_ok=True)
+        for sock in self.state_dir.glob("*.sock"):  # a previous boot's (QMP, channel, network)
+            sock.unlink(missing_ok=True)
         self.boots += 1
         self.result = None
         self._header = (
