@@ -41,8 +41,8 @@ import docker.errors
 import docker.types
 
 from svinit.leftovers import container_labels, make_temp_dir, remove_temp_dir
-from svinit.qemu.machine import SOCKET_NAME_MAX
 from svinit.machine import Machine, MachineError
+from svinit.qemu.machine import SOCKET_NAME_MAX
 
 log = logging.getLogger(__name__)
 
