@@ -92,6 +92,8 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
     the console (as svinit boot)."""
     if args.read_only or args.name:
         raise SvinitError("--read-only and --name are for a container: drop them with --vm")
+    if not args.verbose:  # stderr is CMD's: svinit says only what failed (-v: its progress too)
+        log.setLevel(logging.ERROR)
     if isinstance(args.vm, Path):
         if args.image != DEFAULT_IMAGE:
             raise SvinitError("give --vm DIR or --image IMAGE, not both (--vm DIR boots a build as it is)")

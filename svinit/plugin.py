@@ -400,7 +400,8 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
         m = QemuMachine(
             kernel or files.kernel, initrd or files.initrd, cmdline or files.cmdline, disks, **options
         )
-        return _boot(m, machines, request.node, wait, boot_timeout)
+        # a command powers the machine off when it ends: not waited for here (m.wait_exit())
+        return _boot(m, machines, request.node, wait and not options.get("command"), boot_timeout)
 
     def stop_all() -> None:
         for m in machines:
@@ -421,8 +422,10 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
 def svinit_vm_factory(request: pytest.FixtureRequest, svinit_vm_files: VmFiles):
     """Boots QEMU machines of svinit_vm_files: ``factory(disks=None, cmdline=None, wait=True,
     boot_timeout=60, kernel=None, initrd=None, **QemuMachine options) -> QemuMachine`` (memory, accel,
-    harness, extra_args, name, echo...); kernel, initrd and cmdline replace svinit_vm_files'. With
-    *wait*, it returns once every service and logger is up. At teardown each machine still running is
+    harness, extra_args, name, echo; shares, env and command as `svinit run --vm -v -e CMD`...); kernel,
+    initrd and cmdline replace svinit_vm_files'. With *wait*, it returns once every service and logger
+    is up; with a command, at once: ``m.wait_exit()`` waits for its end (the VM powers off after it),
+    ``m.run_io`` holds its exit code and output. At teardown each machine still running is
     stopped with the ACPI power button, then killed if it must be, and cleaned."""
     start, stop_all = make_vm_factory(request, svinit_vm_files)
     yield start
