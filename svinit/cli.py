@@ -105,7 +105,7 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     tty = None
     if cmd and sys.stdin.isatty():
-        size = shutil.get_terminal_size()
+        size = os.get_terminal_size(0)  # the terminal's own (not $LINES, $COLUMNS)
         tty = (size.lines, size.columns)
     kw = dict(
         overlay=True,
