@@ -251,3 +251,21 @@ def test_the_debian_image_as_a_vm(svinit_docker):
     done = run("--vm", "--image", DEBIAN_IMAGE, "-e", "X=deb", "--", "sh", "-c", 'echo "$X"; exit 7')
     assert done.returncode == 7, done.stderr[-3000:]
     assert done.stdout == b"deb\n"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@needs_qemu
+def test_without_cmd_it_gives_the_console(disk_vm):
+    child = pexpect.spawn(SVINIT, ["run", "--vm"], timeout=600)
+    try:
+        child.expect("Ctrl-] leaves")
+        child.expect(r"[#$] ")  # the reference VM's autologin shell on the console
+        child.sendline("echo console-$((6*7))")
+        child.expect("console-42")
+        child.send("\x1d")
+        child.expect(pexpect.EOF, timeout=300)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    assert b"guest-shutdown" in child.before
