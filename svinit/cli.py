@@ -117,11 +117,7 @@ def cmd_run_vm(args: argparse.Namespace) -> int:
         shares=[Share.parse(v) for v in args.volume],
     )
     if not cmd:
-        m = QemuMachine.from_build(out, **kw)
-        print(f"svinit: booting {out} ({m.choose_accel()}); Ctrl-] leaves and powers the VM off", flush=True)
-        with m:
-            m.interactive(shutdown="acpi")
-        return 0
+        return _console(QemuMachine.from_build(out, **kw), out)
     io = RunIO(stdin=0 if tty or _is_pipe_or_file(0) else None, stdout=1, stderr=2)
     m = QemuMachine.from_build(out, command=cmd, tty=tty, io=io, **kw)
     artifacts = Path("svinit-artifacts") / time.strftime("run-vm-%Y%m%d-%H%M%S")
@@ -226,10 +222,15 @@ def cmd_boot(args: argparse.Namespace) -> int:
     out = args.vm or build.build_vm(build.vm_dir(args.layout), layout=args.layout)
     with temp_dir("svinit-boot-") as tmp:
         root = tmp / "root.img" if (out / "root.img").exists() and not args.keep_root else None
-        m = QemuMachine.from_build(out, disk_copy=root, disks=args.disk, harness=False)
-        print(f"svinit: booting {out} ({m.choose_accel()}); Ctrl-] leaves and powers the VM off", flush=True)
-        with m:
-            res = m.interactive(shutdown="acpi")
+        return _console(QemuMachine.from_build(out, disk_copy=root, disks=args.disk, harness=False), out)
+
+
+def _console(m: QemuMachine, out: Path) -> int:
+    """Boots *m* on this terminal (svinit boot, svinit run --vm without CMD) until Ctrl-], then the
+    ACPI power-off; says how QEMU ended."""
+    print(f"svinit: booting {out} ({m.choose_accel()}); Ctrl-] leaves and powers the VM off", flush=True)
+    with m:
+        res = m.interactive(shutdown="acpi")
     if res is not None:
         print(f"svinit: QEMU ended: {res.reason or 'no SHUTDOWN event'}, {res.seconds:.1f} s")
     return 0
