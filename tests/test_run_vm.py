@@ -38,6 +38,15 @@ def disk_vm(svinit_docker) -> Path:
     return build_vm(vm_dir("disk"), layout="disk")
 
 
+def ended(child: pexpect.spawn) -> int | None:
+    """Waits for the end of a spawned svinit (its VM powered off); its exit status."""
+    try:
+        child.expect(pexpect.EOF, timeout=300)
+    finally:
+        child.close()
+    return child.exitstatus
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -184,10 +193,9 @@ def test_an_interactive_sh_on_a_pty_gets_ctrl_c_and_exits_5(disk_vm):
         child.sendline("echo after-$((2+3))")
         child.expect("after-5")
         child.sendline("exit 5")
-        child.expect(pexpect.EOF, timeout=300)
     finally:
-        child.close()
-    assert child.exitstatus == 5, child.before
+        status = ended(child)
+    assert status == 5, child.before
 
 
 @pytest.mark.slow
@@ -264,8 +272,7 @@ def test_without_cmd_it_gives_the_console(disk_vm):
         child.sendline("echo console-$((6*7))")
         child.expect("console-42")
         child.send("\x1d")
-        child.expect(pexpect.EOF, timeout=300)
     finally:
-        child.close()
-    assert child.exitstatus == 0, child.before
+        status = ended(child)
+    assert status == 0, child.before
     assert b"guest-shutdown" in child.before
