@@ -214,10 +214,13 @@ class RunIO:
             elif src is not None:
                 while data := src.read(65536):
                     s.sendall(data)
-            if name == STDIN:
-                s.shutdown(socket.SHUT_WR)  # the guest reads the end as EOF
         except OSError:
-            pass  # QEMU ended, or CMD no longer reads: as a closed pipe
+            pass  # QEMU ended, CMD no longer reads (as a closed pipe), or our stdin failed: its end
+        if name == STDIN:
+            try:
+                s.shutdown(socket.SHUT_WR)  # the guest reads the end as EOF
+            except OSError:
+                pass
 
     def _read_exit(self) -> None:
         while chunk := _recv(self._socks[EXIT]):
