@@ -1,6 +1,7 @@
-"""Benchmark: a VM under TCG, svinit against busybox's own init on the same kernel and initramfs.
+"""Benchmark: a VM under TCG, svinit against busybox's own init on the same kernel and initramfs; and
+`svinit run --vm -- true` against its floor and against docker run.
 
-    python bench/vm.py [--rounds 3] [--json FILE]
+    python bench/vm.py [--rounds 3] [--json FILE] [--only boot|run]
 
 Both boot the reference initramfs of `svinit build vm`; busybox init gets an /etc/inittab and rc
 scripts appended as a second cpio archive (the kernel unpacks both), and boots with rdinit=. Both run
@@ -8,15 +9,21 @@ the same services (heartbeat, crond, syslogd), each piped into the same logger (
 the same boot steps (mounts, modules, hostname, loopback), plus a getty on the console.
 Figures: kernel start to every service up (the last service's first line, stamped by its logger,
 in guest uptime); `poweroff` typed on the console to QEMU's exit (wall time); whether it was clean.
+
+The run (issue 10): `svinit run --vm -- true` (svinit:alpine's disk layout, built and cached first),
+wall time from the command to its exit, against its floor, the same QEMU and kernel booting an
+initramfs whose /init (static busybox's sh) powers off at once (`poweroff -f`), and against `docker run
+--rm svinit:alpine true`. Goal: `svinit run --vm` within 1.5x the floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 import pexpect  # noqa: E402
 
-from svinit.benchmarks import host_facts  # noqa: E402
-from svinit.build import build_vm  # noqa: E402
+from svinit.benchmarks import finish, host_facts  # noqa: E402
+from svinit.build import build_container, build_vm, vm_dir  # noqa: E402
 from svinit.build.cpio import CpioWriter  # noqa: E402
+from svinit.fetch import busybox_static  # noqa: E402
 from svinit.tai64n import Tai64n  # noqa: E402
 
 SERVICES = ("heartbeat", "crond", "syslogd")
@@ -125,11 +133,82 @@ def one_boot(vm: Path, initrd: Path, cmdline: str, poweroff: str) -> dict:
             child.terminate(force=True)
 
 
+def floor_initrd(dest: Path) -> Path:
+    """An initramfs whose /init powers off at once: static busybox, and a two-line sh script."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        (t / "bin").mkdir()
+        shutil.copy2(busybox_static(), t / "bin" / "busybox")
+        (t / "init").write_text("#!/bin/busybox sh\n/bin/busybox poweroff -f\n")
+        (t / "init").chmod(0o755)
+        with open(dest, "wb") as f:
+            w = CpioWriter(f)
+            w.add_tree(t)
+            w.close()
+    return dest
+
+
+def timed(argv: list[str]) -> tuple[float, int]:
+    t0 = time.monotonic()
+    code = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True).returncode
+    return time.monotonic() - t0, code
+
+
+def bench_run(rounds: int, results: dict) -> dict[str, bool]:
+    """`svinit run --vm -- true`, its floor and `docker run --rm svinit:alpine true`, *rounds* each."""
+    build_container()
+    vm = build_vm(vm_dir("disk"), layout="disk")
+    svinit = shutil.which("svinit") or str(ROOT / ".venv" / "bin" / "svinit")
+    with tempfile.TemporaryDirectory(prefix="svinit-bench-floor-") as tmp:
+        floor = floor_initrd(Path(tmp) / "floor.img")
+        qemu = ["qemu-system-x86_64", "-machine", "pc,accel=tcg", "-m", "256M", "-nodefaults", "-display"]
+        qemu += ["none", "-no-reboot", "-kernel", str(vm / "vmlinuz"), "-initrd", str(floor)]
+        qemu += ["-append", "console=ttyS0 panic=-1 quiet", "-serial", "stdio"]
+        peers = {
+            "floor (QEMU, kernel, /init powers off)": qemu,
+            "svinit run --vm -- true": [svinit, "run", "--vm", "--", "true"],
+            "docker run --rm svinit:alpine true": ["docker", "run", "--rm", "svinit:alpine", "true"],
+        }
+        got: dict[str, list[float]] = {name: [] for name in peers}
+        codes: dict[str, list[int]] = {name: [] for name in peers}
+        for i in range(rounds):
+            for name, argv in peers.items():  # interleaved: the host's load touches each alike
+                s, code = timed(argv)
+                got[name].append(s)
+                codes[name].append(code)
+                print(f"[run {i + 1}/{rounds}] {name}: {s:.2f} s (exit {code})", file=sys.stderr)
+    med = {name: statistics.median(v) for name, v in got.items()}
+    floor_s, run_s = med["floor (QEMU, kernel, /init powers off)"], med["svinit run --vm -- true"]
+    print(f"\nTCG, {rounds} rounds, wall time from the command to its exit (median)\n")
+    print("| | seconds | / floor |\n|---|---|---|")
+    for name, s in med.items():
+        print(f"| {name} | {s:.2f} | {s / floor_s:.2f} |")
+    results["run"] = {"median_s": med, "runs_s": got, "exit_codes": codes}
+    return {
+        f"svinit run --vm -- true within 1.5x its floor ({run_s / floor_s:.2f}x)": run_s <= 1.5 * floor_s,
+        "svinit run --vm -- true exits 0 every time": all(c == 0 for c in codes["svinit run --vm -- true"]),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--only", choices=("boot", "run"), help="only svinit against busybox init, or only the run"
+    )
     args = ap.parse_args()
+    results: dict = {"host": host_facts(accel="tcg")}
+    goals: dict[str, bool] = {}
+    if args.only != "run":
+        bench_boot(args.rounds, results)
+    if args.only != "boot":
+        goals.update(bench_run(args.rounds, results))
+    return finish(results, goals, args.json)
+
+
+def bench_boot(rounds: int, results: dict) -> None:
+    """svinit against busybox init: kernel start to every service up, poweroff to QEMU's exit."""
     with tempfile.TemporaryDirectory(prefix="svinit-bench-vm-") as tmp:
         vm = build_vm(Path(tmp) / "vm")
         base = (vm / "cmdline").read_text().strip()
@@ -140,10 +219,9 @@ def main() -> int:
             "svinit": (vm / "initramfs.img", base, "poweroff"),
             "busybox init": (bb_initrd, base + " rdinit=/usr/lib/bb/init", "busybox poweroff"),
         }
-        results: dict = {"host": host_facts(accel="tcg")}
         for name, (initrd, cmdline, poweroff) in setups.items():
-            print(f"[{name}] {args.rounds} boots ...", file=sys.stderr)
-            runs = [one_boot(vm, initrd, cmdline, poweroff) for _ in range(args.rounds)]
+            print(f"[{name}] {rounds} boots ...", file=sys.stderr)
+            runs = [one_boot(vm, initrd, cmdline, poweroff) for _ in range(rounds)]
             results[name] = {
                 "services_up_s_median": statistics.median(r["services_up_s"] for r in runs),
                 "poweroff_to_exit_s_median": statistics.median(r["poweroff_to_exit_s"] for r in runs),
@@ -151,7 +229,7 @@ def main() -> int:
                 "runs": runs,
             }
     s, b = results["svinit"], results["busybox init"]
-    print(f"\nTCG, {args.rounds} boots each, host load {results['host']['load'][0]:.2f}\n")
+    print(f"\nTCG, {rounds} boots each, host load {results['host']['load'][0]:.2f}\n")
     print("| | svinit | busybox init | svinit/busybox |\n|---|---|---|---|")
     for label, key in (
         ("kernel start to every service up", "services_up_s_median"),
@@ -159,9 +237,6 @@ def main() -> int:
     ):
         print(f"| {label} | {s[key]:.2f} s | {b[key]:.2f} s | {s[key] / b[key]:.2f} |")
     print(f"| powered down every time | {s['all_powered_down']} | {b['all_powered_down']} | |")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ import os
 import shutil
 import stat
 import sys
+import termios
 import time
+import tty as tty_mod
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,9 +22,10 @@ from svinit.errors import SvinitError
 from svinit.evidence import DEFAULT_OBSERVE
 from svinit.leftovers import clean, temp_dir
 from svinit.qemu.machine import QemuMachine
+from svinit.qemu.run import RunIO, Share, parse_env
 from svinit.qemu.shutdown import HOWS
 from svinit.report import write_junit
-from svinit.runs import check_container, check_vm
+from svinit.runs import check_container, check_vm, run_vm
 from svinit.verdicts import DEFAULT_BOOT_TIMEOUT, DEFAULT_STOP_LIMIT, DEFAULT_VM_SHUTDOWN_LIMIT
 
 log = logging.getLogger("svinit")
@@ -49,7 +52,13 @@ def cmd_build_container(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """docker run --rm of the image, with the terminal passed through; exits with the container's code."""
+    """docker run --rm of the image, with the terminal passed through; exits with the container's code.
+    With --vm, the image as a VM (cmd_run_vm)."""
+    if args.vm is not None:
+        return cmd_run_vm(args)
+    for flag in ("memory", "cpus", "kernel", "timeout"):
+        if getattr(args, flag) is not None:
+            raise SvinitError(f"--{flag} is for a VM: add --vm")
     require_image(docker_client(), args.image)
     docker = shutil.which("docker")
     if not docker:
@@ -75,6 +84,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the docker client takes over this process: signals, the terminal and the exit code are its
     os.execv(docker, argv)
     return 127  # not reached
+
+
+def cmd_run_vm(args: argparse.Namespace) -> int:
+    """The image as a VM (its disk layout, built once per image id; a copy-on-write overlay per run):
+    CMD once its services are up, its stdin, stdout, stderr and exit code carried apart; without CMD,
+    the console (as svinit boot)."""
+    if args.read_only or args.name:
+        raise SvinitError("--read-only and --name are for a container: drop them with --vm")
+    if not args.verbose:  # stderr is CMD's: svinit says only what failed (-v: its progress too)
+        log.setLevel(logging.ERROR)
+    if isinstance(args.vm, Path):
+        if args.image != DEFAULT_IMAGE:
+            raise SvinitError("give --vm DIR or --image IMAGE, not both (--vm DIR boots a build as it is)")
+        out = args.vm
+    elif args.image == DEFAULT_IMAGE:
+        out = build.build_vm(build.vm_dir("disk"), layout="disk")
+    else:
+        out = build.build_vm(build.vm_dir(image=args.image), image=args.image)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    tty = None
+    if cmd and sys.stdin.isatty():
+        size = os.get_terminal_size(0)  # the terminal's own (not $LINES, $COLUMNS)
+        tty = (size.lines, size.columns)
+    kw = dict(
+        overlay=True,
+        harness=False,
+        kernel=args.kernel,
+        memory=f"{args.memory}M" if args.memory else None,
+        smp=args.cpus,
+        env=parse_env(args.env),
+        shares=[Share.parse(v) for v in args.volume],
+    )
+    if not cmd:
+        return _console(QemuMachine.from_build(out, **kw), out)
+    io = RunIO(stdin=0 if tty or _is_pipe_or_file(0) else None, stdout=1, stderr=2)
+    m = QemuMachine.from_build(out, command=cmd, tty=tty, io=io, **kw)
+    artifacts = Path("svinit-artifacts") / time.strftime("run-vm-%Y%m%d-%H%M%S")
+    saved = termios.tcgetattr(0) if tty else None
+    try:
+        if tty:
+            tty_mod.setraw(0)
+        v = run_vm(m, timeout=args.timeout, artifacts=artifacts)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+    if v.failure is not None:
+        print(
+            f"svinit: run --vm: {v.failure}; the console log is in {artifacts}/console.log", file=sys.stderr
+        )
+    return v.code
 
 
 def _is_pipe_or_file(fd: int) -> bool:
@@ -164,10 +223,15 @@ def cmd_boot(args: argparse.Namespace) -> int:
     out = args.vm or build.build_vm(build.vm_dir(args.layout), layout=args.layout)
     with temp_dir("svinit-boot-") as tmp:
         root = tmp / "root.img" if (out / "root.img").exists() and not args.keep_root else None
-        m = QemuMachine.from_build(out, disk_copy=root, disks=args.disk, harness=False)
-        print(f"svinit: booting {out} ({m.choose_accel()}); Ctrl-] leaves and powers the VM off", flush=True)
-        with m:
-            res = m.interactive(shutdown="acpi")
+        return _console(QemuMachine.from_build(out, disk_copy=root, disks=args.disk, harness=False), out)
+
+
+def _console(m: QemuMachine, out: Path) -> int:
+    """Boots *m* on this terminal (svinit boot, svinit run --vm without CMD) until Ctrl-], then the
+    ACPI power-off; says how QEMU ended."""
+    print(f"svinit: booting {out} ({m.choose_accel()}); Ctrl-] leaves and powers the VM off", flush=True)
+    with m:
+        res = m.interactive(shutdown="acpi")
     if res is not None:
         print(f"svinit: QEMU ended: {res.reason or 'no SHUTDOWN event'}, {res.seconds:.1f} s")
     return 0
@@ -360,20 +424,50 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser(
         "run",
-        help="run the image (docker run --rm): its services, and CMD if given; exits with its code",
+        help="run the image (docker run --rm, or --vm: as a VM): its services, and CMD if given; exits "
+        "with its code",
         description="Runs a container of the image with its services; with CMD, runs CMD once they are up "
-        "and exits with CMD's exit code (128+N when signal N killed it). The terminal is passed through "
-        "(-it) when stdin is a terminal. Stop it with Ctrl-C (terminal) or docker stop.",
-        usage="%(prog)s [-h] [--image IMAGE] [-e VAR=VALUE] [-v HOST:PATH] [--read-only] [--name NAME] "
-        "[-- CMD...]",
+        "and exits with CMD's exit code (128+N when signal N killed it, 127 when it does not exist). The "
+        "terminal is passed through (-it) when stdin is a terminal. Stop it with Ctrl-C (terminal) or "
+        "docker stop. With --vm, the same in a QEMU VM of the image (its disk layout, built once per image "
+        "id and cached; each run writes to a copy-on-write overlay, thrown away after): CMD's stdin, stdout "
+        "and stderr carried apart and byte for byte over virtio-serial ports (or the terminal, when stdin "
+        "is one), -e for CMD and the services, -v folders shared by virtio-9p; when CMD exits the VM powers "
+        "off cleanly and svinit exits with CMD's code, or 125 (and the console log kept) when the shutdown "
+        "was not clean, the kernel panicked or --timeout passed. --vm without CMD gives the console.",
+        usage="%(prog)s [-h] [--image IMAGE] [-e VAR=VALUE] [-v HOST:PATH[:ro]] [--read-only] [--name NAME] "
+        "[--vm [DIR]] [--memory MB] [--cpus N] [--kernel PATH] [--timeout S] [-- CMD...]",
     )
     _option(r, "--image")
     r.add_argument("-e", "--env", action="append", default=[], metavar="VAR=VALUE", help="as docker run -e")
     r.add_argument(
-        "-v", "--volume", action="append", default=[], metavar="HOST:PATH", help="as docker run -v"
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="HOST:PATH[:ro]",
+        help="as docker run -v (with --vm: a host folder, by virtio-9p; :ro read-only)",
     )
     r.add_argument("--read-only", action="store_true", help="a read-only root, with a tmpfs on /run")
     r.add_argument("--name", help="the container's name")
+    r.add_argument(
+        "--vm",
+        nargs="?",
+        const=True,
+        type=Path,
+        metavar="DIR",
+        help="run it in a QEMU VM: of --image (its disk layout, cached), or of the `svinit build vm` "
+        "output DIR",
+    )
+    r.add_argument("--memory", type=int, metavar="MB", help="with --vm: the guest's memory (default 256)")
+    r.add_argument("--cpus", type=int, metavar="N", help="with --vm: the guest's CPUs (default 1)")
+    r.add_argument("--kernel", type=Path, metavar="PATH", help="with --vm: boot this kernel instead")
+    r.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="with --vm: a run not ended after S seconds is killed (exit 125; default none)",
+    )
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run, after --")
     r.set_defaults(func=cmd_run)
 

@@ -38,6 +38,34 @@ def copy_disk(src: Path | str, dest: Path | str) -> Path:
     return Path(dest)
 
 
+def cow_overlay(base: Path | str, dest: Path | str) -> Path:
+    """A qcow2 copy-on-write overlay *dest* of the raw image *base* (qemu-img create -b): the guest writes
+    into the overlay, *base* stays as it was; returns *dest*.
+
+    Raises:
+        DiskError: qemu-img is missing or failed.
+    """
+    argv = [
+        "qemu-img",
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        "raw",
+        "-b",
+        str(Path(base).resolve()),
+        str(dest),
+    ]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise DiskError("qemu-img is missing: apt-get install qemu-utils") from None
+    if done.returncode != 0:
+        raise DiskError(f"qemu-img create of an overlay of {base} failed: {done.stderr.strip()}")
+    return Path(dest)
+
+
 def verify_disk(image: Path | str) -> DiskReport:
     """Checks an ext2/3/4 image file on the host, read-only: `dumpe2fs -h` (a journaled filesystem left
     mounted still says "clean", but keeps the feature needs_recovery; one without a journal says "not

@@ -113,7 +113,8 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
             kernel or files.kernel, initrd or files.initrd, cmdline or files.cmdline, disks, **options
         )
         joined = [net.join_vm(m) for net in networks_of(network)]
-        boot(m, machines, request.node, wait, boot_timeout)
+        # a command powers the machine off when it ends: not waited for here (m.wait_exit())
+        boot(m, machines, request.node, wait and not options.get("command"), boot_timeout)
         for net, member in zip(networks_of(network), joined, strict=True):
             net.introduce(member)
         return m
@@ -137,13 +138,15 @@ def make_vm_factory(request: pytest.FixtureRequest, files: VmFiles):
 def svinit_vm_factory(request: pytest.FixtureRequest, svinit_vm_files: VmFiles, svinit_network_factory):
     """Boots QEMU machines of svinit_vm_files: ``factory(disks=None, cmdline=None, wait=True,
     boot_timeout=60, kernel=None, initrd=None, network=None, snapshot=None, **QemuMachine options) ->
-    QemuMachine`` (memory, accel, harness, extra_args, name, echo...); kernel, initrd and cmdline
-    replace svinit_vm_files'. *network* (a Network, or a list) puts it on private networks: a
-    virtio-net device each, its address set at boot, its peers' names in /etc/hosts (svinit.network).
-    *snapshot* (``machine.snapshot()``) resumes it instead of a boot: copy-on-write disks of its own,
-    its clock set and its random pool fed (svinit.qemu.snapshot). With
-    *wait*, it returns once every service and logger is up. At teardown each machine still running is
-    stopped with the ACPI power button, then killed if it must be, and cleaned."""
+    QemuMachine`` (memory, accel, harness, extra_args, name, echo; shares, env and command as
+    `svinit run --vm -v -e CMD`...); kernel, initrd and cmdline replace svinit_vm_files'. *network* (a
+    Network, or a list) puts it on private networks: a virtio-net device each, its address set at
+    boot, its peers' names in /etc/hosts (svinit.network). *snapshot* (``machine.snapshot()``) resumes
+    it instead of a boot: copy-on-write disks of its own, its clock set and its random pool fed
+    (svinit.qemu.snapshot). With *wait*, it returns once every service and logger is up; with a
+    command, at once: ``m.wait_exit()`` waits for its end (the VM powers off after it), ``m.run_io``
+    holds its exit code and output. At teardown each machine still running is stopped with the ACPI
+    power button, then killed if it must be, and cleaned."""
     start, stop_all = make_vm_factory(request, svinit_vm_files)
     yield start
     stop_all()

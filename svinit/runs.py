@@ -16,6 +16,7 @@ from svinit.guest import DEFAULT_SCANDIR
 from svinit.leftovers import temp_dir
 from svinit.machine import MachineError
 from svinit.qemu.machine import QemuMachine
+from svinit.qemu.run import RunVerdict, run_verdict
 from svinit.verdicts import DEFAULT_STOP_LIMIT, DEFAULT_VM_SHUTDOWN_LIMIT, Verdict, verdict, vm_verdict
 
 
@@ -153,3 +154,30 @@ def save_vm_artifacts(m: QemuMachine, ev: VmEvidence, v: Verdict, dest: Path) ->
         (dest / f"{Path(r.image).name}.e2fsck.txt").write_text(r.fsck_output)
     v.facts["artifacts"] = str(dest)
     return dest
+
+
+def run_vm(machine: QemuMachine, timeout: float | None = None, artifacts: Path | None = None) -> RunVerdict:
+    """``svinit run --vm``: boots *machine* (made with a command), lets it run the command and power off,
+    and judges the end (svinit.qemu.run.run_verdict): the command's exit code, or 125 with why (an
+    unclean shutdown, a kernel panic, a hang past *timeout* s). When it failed, the console and the QMP
+    events are saved in *artifacts* (console.log, events.json)."""
+    with machine:
+        machine.start()
+        res = machine.wait_exit(timeout)
+        io = machine.run_io
+        events = machine.qmp.events if machine.qmp is not None else []
+        v = run_verdict(
+            io.exit_code if io is not None else None,
+            timed_out=timeout if res is None else None,
+            panicked=any(e.get("event") == "GUEST_PANICKED" for e in events)
+            or (res is not None and res.panicked),
+            kernel_line=res.kernel_line if res else None,
+            svinit_done=bool(res and res.svinit_done),
+            guest=res.guest if res else None,
+            reason=res.reason if res else None,
+        )
+        if v.failure is not None and artifacts is not None:
+            artifacts.mkdir(parents=True, exist_ok=True)
+            (artifacts / "console.log").write_text(machine.logs())
+            (artifacts / "events.json").write_text(json.dumps(events, indent=2, default=str) + "\n")
+    return v

@@ -237,3 +237,17 @@ def test_busybox_static_runs_alone_and_has_the_daemontools_applets(tmp_path: Pat
     shutil.copy2(binary, tmp_path / "busybox")
     applets = set(run(["chroot", str(tmp_path), "/busybox", "--list"]).stdout.split())
     assert {"sh", "svc", "svok", "getty", "acpid", "mdev", "switch_root", "poweroff", "insmod"} <= applets
+
+
+@pytest.mark.skipif(shutil.which("apt-cache") is None, reason="needs apt-cache")
+def test_the_kernel_package_is_asked_of_apt_once_per_change_of_its_lists(tmp_path, monkeypatch):
+    from svinit.fetch.debian import APT_LISTS, debian_kernel_package
+
+    monkeypatch.setenv("SVINIT_CACHE", str(tmp_path))
+    real = debian_kernel_package()
+    memo = tmp_path / "kernel-package"
+    assert memo.read_text().split() == [str(APT_LISTS.stat().st_mtime_ns), real]
+    memo.write_text(f"{APT_LISTS.stat().st_mtime_ns} linux-image-9.9.9-amd64\n")
+    assert debian_kernel_package() == "linux-image-9.9.9-amd64"  # kept: apt-cache not asked
+    memo.write_text("1 linux-image-9.9.9-amd64\n")  # the lists changed since
+    assert debian_kernel_package() == real

@@ -4,7 +4,7 @@
 # What the archive holds (install-dist), only files that no Alpine or Debian base has:
 #   /usr/lib/svinit/bin/          the C programs and the commands poweroff, reboot, halt, shutdown, runlevel
 #   /usr/lib/svinit/VERSION       the version, which /init checks against its own (no mixed versions)
-#   /usr/lib/svinit/              stage1, lib.sh, resolve.sh, front, shutdown, final.sh, the shutdown service
+#   /usr/lib/svinit/              stage1, lib.sh, resolve.sh, front, vm-front, shutdown, final.sh, the shutdown service
 #   /usr/lib/svinit/boot.d, shutdown.d   the drop-ins
 #   /usr/lib/svinit/stopped-supervise    the supervise svscan finds during the shutdown: it exits at once
 #   /usr/lib/svinit/svscan/       svscan's hooks, linked from /service/.svscan
@@ -53,7 +53,7 @@ mkdir -p "$L"
 printf '%s\n' "${VERSION:?install.sh: VERSION must be set}" > "$L/VERSION"
 chmod 0644 "$L/VERSION"
 for f in lib.sh resolve.sh final.sh; do inst 0644 "$src/lib/$f" "$L/$f"; done
-for f in stage1 front shutdown autologin svinit-shutdown.run stopped-supervise; do
+for f in stage1 front vm-front shutdown autologin svinit-shutdown.run stopped-supervise; do
   inst 0755 "$src/lib/$f" "$L/$f"
 done
 for d in "$src"/vm-services/*; do

@@ -128,15 +128,31 @@ class DebianKernel:
     modules: Path
 
 
+#: apt's package lists: when they change, Debian's current kernel may have changed.
+APT_LISTS = Path("/var/lib/apt/lists")
+
+
 def debian_kernel_package() -> str:
     """The name of the kernel package that Debian's ``linux-image-amd64`` currently depends on.
 
     Returns:
         A package name such as ``linux-image-6.1.0-56-amd64``.
 
+    The answer is kept in the cache (``kernel-package``) with the time apt's lists last changed, and
+    reused until they change (an apt-get update): apt-cache takes a second or more, which every
+    `svinit run --vm` would wait.
+
     Raises:
         FetchError: apt-cache failed or its answer names no ``linux-image-*-amd64``.
     """
+    memo = cache_dir() / "kernel-package"
+    try:
+        lists = str(APT_LISTS.stat().st_mtime_ns)
+        kept, package = memo.read_text().split()
+        if kept == lists:
+            return package
+    except (OSError, ValueError):
+        lists = None
     if not shutil.which("apt-cache"):
         raise FetchError("apt-cache not found: finding Debian's kernel package needs a Debian host")
     argv = ["apt-cache", "show", "--no-all-versions", KERNEL_METAPACKAGE]
@@ -149,6 +165,12 @@ def debian_kernel_package() -> str:
             f"{(proc.stderr or proc.stdout).strip()[:500]}\n"
             "Check that the apt lists are current (apt-get update)."
         )
+    try:
+        lists = str(APT_LISTS.stat().st_mtime_ns)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(f"{lists} {found.group(1)}\n")
+    except OSError:
+        pass
     return found.group(1)
 
 

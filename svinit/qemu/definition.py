@@ -57,6 +57,8 @@ class MachineDefinition:
         accelerators: in order of preference (kvm is probed first).
         tcg_timeout_factor: timeouts are multiplied by it under TCG.
         args, disk, probe_args: argument templates (see the file's header).
+        run_args, port, share: the templates of `svinit run --vm` (optional: empty when the file has
+            none, and then a run is refused).
     """
 
     path: Path
@@ -71,6 +73,9 @@ class MachineDefinition:
     args: tuple[str, ...]
     disk: tuple[str, ...]
     probe_args: tuple[str, ...]
+    run_args: tuple[str, ...] = ()
+    port: tuple[str, ...] = ()
+    share: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, arch: str | Path = "x86_64") -> MachineDefinition:
@@ -108,9 +113,15 @@ class MachineDefinition:
         for key, kind in kinds.items():
             if not isinstance(data.get(key), kind):
                 raise DefinitionError(f"{path}: key {key} is missing or not a {kind}")
+        optional = {}
+        for key in ("run_args", "port", "share"):
+            if not isinstance(data.get(key, []), list):
+                raise DefinitionError(f"{path}: key {key} is not a {list}")
+            optional[key] = tuple(data.get(key, []))
         return cls(
             path=path,
             **{k: tuple(data[k]) if kinds[k] is list else data[k] for k in kinds},
+            **optional,
         )
 
     @staticmethod
@@ -145,13 +156,14 @@ class MachineDefinition:
         qmp: Path,
         harness: Path,
         disks: list[Disk],
+        smp: int | None = None,
     ) -> list[str]:
         """QEMU's command line: the binary, ``args`` filled in, then ``disk`` for each disk."""
         values: dict[str, Any] = {
             "accel": accel,
             "machine": self.machine,
             "memory": memory,
-            "smp": self.smp,
+            "smp": smp or self.smp,
             "kernel": str(kernel),
             "initrd": str(initrd) if initrd else None,
             "cmdline": cmdline,
@@ -167,6 +179,27 @@ class MachineDefinition:
                 "options": disk.options(),
             }
             argv += self.fill(self.disk, options)
+        return argv
+
+    def run_argv(self, ports: list[tuple[str, Path]], shares: list[tuple[str, Path, bool]]) -> list[str]:
+        """The arguments of `svinit run --vm`: ``run_args``, then ``port`` for each (name, socket) and
+        ``share`` for each (tag, host folder, read-only).
+
+        Raises:
+            DefinitionError: the definition has no such templates.
+        """
+        if not (self.run_args and self.port and self.share):
+            raise DefinitionError(f"{self.path}: no run_args, port and share: it cannot run a command")
+        argv = self.fill(self.run_args, {})
+        for i, (name, sock) in enumerate(ports):
+            argv += self.fill(self.port, {"index": i, "name": name, "path": _escape_option(str(sock))})
+        for tag, folder, readonly in shares:
+            values = {
+                "tag": tag,
+                "path": _escape_option(str(Path(folder).resolve())),
+                "options": ",readonly=on" if readonly else "",
+            }
+            argv += self.fill(self.share, values)
         return argv
 
     def version(self) -> str:

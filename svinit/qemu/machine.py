@@ -30,7 +30,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from svinit.disks import copy_disk
+from svinit.disks import copy_disk, cow_overlay
 from svinit.leftovers import make_temp_dir, qemu_marks, remove_temp_dir
 from svinit.machine import CommandFailed, CommandResult, Machine, MachineError, Timeout
 from svinit.qemu.accel import choose_accel
@@ -38,6 +38,7 @@ from svinit.qemu.channel import CommandChannel
 from svinit.qemu.console import ESCAPE_NAME, Console, ConsoleClosed, ConsoleTimeout
 from svinit.qemu.definition import Disk, MachineDefinition
 from svinit.qemu.qmp import QMP, QMPFailure, QMPTimeout
+from svinit.qemu.run import RunIO, RunSpec, Share
 from svinit.qemu.shutdown import KERNEL_LINES, QemuShutdown
 from svinit.qemu.snapshot import Snapshot, take
 
@@ -64,6 +65,15 @@ class QemuMachine(Machine):
         name: how messages name the machine.
         timeout_multiplier: see Machine; under TCG it is further multiplied by the definition's factor.
         echo: a callable given the console's output as it comes (live output), or None.
+        smp: the number of CPUs (default the definition's).
+        command: a command the guest runs once its services are up, as a container's CMD, after which
+            it powers off (``svinit run --vm``; :mod:`svinit.qemu.run`): its stdin, stdout, stderr and
+            exit code travel over virtio-serial ports (:attr:`run_io`); see :meth:`wait_exit`.
+        env: variables for the command and the services (the envdir), as docker run -e.
+        shares: host folders mounted in the guest (virtio-9p), as docker run -v.
+        tty: (rows, cols): the command gets a terminal, relayed over one port (the host's terminal).
+        io: where the command's input comes from and its output goes (default: :class:`RunIO` keeps
+            it in memory, stdin empty).
 
     start() may be called again once QEMU has ended (a reboot under -no-reboot, a poweroff): the machine
     boots again with the same kernel, command line and disks (``boot again``).
@@ -84,6 +94,12 @@ class QemuMachine(Machine):
         name: str | None = None,
         timeout_multiplier: float | None = None,
         echo=None,
+        smp: int | None = None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        shares: list[Share] | None = None,
+        tty: tuple[int, int] | None = None,
+        io: RunIO | None = None,
     ):
         super().__init__(name or "vm", timeout_multiplier)
         self.definition = MachineDefinition.load(arch)
@@ -96,6 +112,14 @@ class QemuMachine(Machine):
         cmdline = " ".join(cmdline.split())
         if harness and "svinit.harness=" not in cmdline:
             cmdline += f" svinit.harness={self.definition.harness_tty}"
+        self.run_spec: RunSpec | None = None
+        if command or env or shares:
+            self.run_spec = RunSpec(
+                list(command) if command else None, dict(env or {}), list(shares or []), tty
+            )
+            cmdline += " svinit.run"
+        self.run_io = io
+        self.smp = smp
         self.cmdline = cmdline
         self.disks = [d if isinstance(d, Disk) else Disk(Path(d)) for d in disks or []]
         for d in self.disks:
@@ -114,6 +138,8 @@ class QemuMachine(Machine):
         # recorded in the harness directory, with QEMU's pid file: `svinit clean` finds a killed run's
         self.state_dir = make_temp_dir("svinit-qemu-", sockets=SOCKET_NAME_MAX)
         weakref.finalize(self, remove_temp_dir, self.state_dir)
+        if self.run_spec is not None:
+            self.run_spec.write(self.state_dir / "spec")
         self.console: Console | None = None
         self.qmp: QMP | None = None
         self.channel: CommandChannel | None = None
@@ -129,23 +155,31 @@ class QemuMachine(Machine):
         self.resumed_from: Snapshot | None = None
 
     @classmethod
-    def from_build(cls, out: Path, disk_copy: Path | None = None, **kw: Any) -> QemuMachine:
+    def from_build(
+        cls, out: Path, disk_copy: Path | None = None, overlay: bool = False, **kw: Any
+    ) -> QemuMachine:
         """The machine of a build_vm output directory: out/vmlinuz, out/initramfs.img, out/cmdline and,
-        for the disk layout, out/root.img (attached as is, or *disk_copy*: a copy made there first, so
-        the built image is not changed). *kw* are QemuMachine's (a cmdline replaces out/cmdline; disks
-        come after root.img)."""
+        for the disk layout, out/root.img (attached as is, or *disk_copy*: a copy made there first, or
+        with *overlay* a qcow2 copy-on-write overlay of it in the machine's state directory, gone with
+        the machine: either way the built image is not changed). *kw* are QemuMachine's (a cmdline
+        replaces out/cmdline, a kernel out/vmlinuz; disks come after root.img)."""
         out = Path(out)
         for name in ("vmlinuz", "initramfs.img", "cmdline"):
             if not (out / name).exists():
                 raise MachineError(f"{out} has no {name}: is it the output of `svinit build vm`?")
         disks = list(kw.pop("disks", []) or [])
         root = out / "root.img"
-        if root.exists():
-            if disk_copy is not None:
-                root = copy_disk(root, disk_copy)
-            disks.insert(0, root)
         cmdline = kw.pop("cmdline", None) or (out / "cmdline").read_text().strip()
-        return cls(out / "vmlinuz", out / "initramfs.img", cmdline, disks, **kw)
+        kernel = kw.pop("kernel", None) or out / "vmlinuz"
+        if not root.exists():
+            return cls(kernel, out / "initramfs.img", cmdline, disks, **kw)
+        if disk_copy is not None:
+            root = copy_disk(root, disk_copy)
+        if not overlay:
+            return cls(kernel, out / "initramfs.img", cmdline, [root, *disks], **kw)
+        m = cls(kernel, out / "initramfs.img", cmdline, disks, **kw)
+        m.disks.insert(0, Disk(cow_overlay(root, m.state_dir / "root.qcow2"), format="qcow2"))
+        return m
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot, **kw: Any) -> QemuMachine:
@@ -192,12 +226,20 @@ class QemuMachine(Machine):
                 qmp=self.state_dir / "qmp.sock",
                 harness=self.state_dir / "harness.sock",
                 disks=self.disks,
+                smp=self.smp,
             )
+            + self._run_argv()
             + qemu_marks(self.state_dir)
             + self.extra_args
             # a resumed machine loads its state at its first start; later it boots from its disks
             + (self.resumed_from.incoming() if self.resumed_from and self.boots == 0 else [])
         )
+
+    def _run_argv(self) -> list[str]:
+        if self.run_spec is None:
+            return []
+        ports = [(name, self.state_dir / f"{name}.sock") for name in self.run_spec.ports()]
+        return self.definition.run_argv(ports, self.run_spec.qemu_shares(self.state_dir / "spec"))
 
     def start(self) -> None:
         """Starts QEMU (paused), connects QMP and the command channel, then lets the guest run; returns
@@ -210,7 +252,8 @@ class QemuMachine(Machine):
             raise MachineError(f"{self.name}: QEMU is running already (boot {self.boots})")
         self._end_boot()
         argv = self.argv()
-        for sock in self.state_dir.glob("*.sock"):  # a previous boot's (QMP, channel, network)
+        ports = self.run_spec.ports() if self.run_spec is not None else ()
+        for sock in self.state_dir.glob("*.sock"):  # a previous boot's (QMP, channel, network, run ports)
             sock.unlink(missing_ok=True)
         self.boots += 1
         self.result = None
@@ -231,6 +274,12 @@ class QemuMachine(Machine):
             if self.harness:
                 self.channel = CommandChannel(self.state_dir / "harness.sock", f"{self.name} command channel")
                 self.channel.connect(timeout=self.timeout(5))
+            if ports:
+                if self.run_io is None or self.boots > 1:
+                    self.run_io = RunIO()
+                paths = {p: self.state_dir / f"{p}.sock" for p in ports}
+                self.run_io.connect(paths, time.monotonic() + self.timeout(5))
+                self.run_io.start()
             self.qmp.command("cont")
         except (QMPFailure, MachineError) as e:
             self.console.wait_exit(2)
@@ -409,6 +458,22 @@ class QemuMachine(Machine):
             raise CommandFailed(
                 self.name, action, got[0], got[1].decode(errors="replace"), got[2].decode(errors="replace")
             )
+
+    def wait_exit(self, timeout: float | None = None) -> QemuShutdown | None:
+        """Waits until QEMU ends by itself (the guest powered off, rebooted or panicked: a machine
+        with a *command* powers off after it); its end as a poweroff, or None when it still ran after
+        *timeout* seconds (not scaled; None: no limit), and then it was killed. The command's ports
+        are read to their ends."""
+        console = self._running_console()
+        t0 = time.monotonic()
+        if console.wait_exit(timeout if timeout is not None else 10**9) is None:
+            self.kill()
+            console.wait_exit(5)
+            return None
+        res = self._finish("poweroff", t0, time.monotonic() + 5)
+        if self.run_io is not None:
+            self.run_io.finish(self.timeout(5))
+        return res
 
     def crash(self) -> QemuShutdown:
         """Ends QEMU at once (QMP quit), as if the power were cut: nothing is stopped or unmounted."""

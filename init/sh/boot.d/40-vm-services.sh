@@ -2,12 +2,14 @@
 # needs: scandir
 # On a vm, links the services only a vm has into the scan directory: a getty on the serial console,
 # acpid (the ACPI power button powers off), and, with svinit.harness=TTY, a shell on TTY for a test
-# harness's commands.
+# harness's commands. A vm of `svinit run --vm` (svinit.run) has no getty: its console is a log.
 [ "$virt" = vm ] || { sv_skip "getty and acpid are for a vm"; return 0; }
 scan=$(sv_scandir)
 for d in "$SVINIT_LIB"/vm-services/*; do
   name=${d##*/}
   [ "$name" = harness ] && continue
+  # svinit run --vm: the console is a log, nobody logs in
+  [ "$name" = getty-console ] && [ -n "${SVINIT_RUNCMD:-}" ] && continue
   [ -e "$scan/$name" ] || ln -s "$d" "$scan/$name"
 done
 rm -f "$scan/svinit-harness"

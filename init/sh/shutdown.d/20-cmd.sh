@@ -1,6 +1,6 @@
-# In a container with a CMD: stops CMD first (TERM, after the grace KILL) and waits for the front process
-# to record its exit code.
-if [ "$virt" = container ] && [ -r "$SVINIT_RUN/cmd.pid" ]; then
+# With a CMD (a container's, or a vm's of svinit run --vm): stops CMD first (TERM, after the grace KILL)
+# and waits for the front process to record its exit code.
+if [ -r "$SVINIT_RUN/cmd.pid" ]; then
   { read -r cmdpid < "$SVINIT_RUN/cmd.pid"; } 2>/dev/null && kill -TERM "$cmdpid" 2>/dev/null
   end=$(( $(sv_ms) + SVINIT_GRACE * 1000 ))
   while [ -e "$SVINIT_RUN/cmd.pid" ] && [ "$(sv_ms)" -lt "$end" ]; do sv_nap 0.01; done
