@@ -1,8 +1,9 @@
 #!/bin/sh
 # install.sh [--system]: installs the init package into the tree $DESTDIR (called by `make install-dist`
-# and `make install`, which give the built programs in $BINS).
+# and `make install`, which give the multi-call program in $MULTI and its programs' names in $PROGRAMS).
 # What the archive holds (install-dist), only files that no Alpine or Debian base has:
-#   /usr/lib/svinit/bin/          the C programs and the commands poweroff, reboot, halt, shutdown, runlevel
+#   /usr/lib/svinit/bin/          the C programs (hard links to one multi-call file, which runs the program
+#                                 its name says) and the commands poweroff, reboot, halt, shutdown, runlevel
 #   /usr/lib/svinit/VERSION       the version, which /init checks against its own (no mixed versions)
 #   /usr/lib/svinit/              stage1, lib.sh, resolve.sh, front, shutdown, final.sh, the shutdown service
 #   /usr/lib/svinit/boot.d, shutdown.d   the drop-ins
@@ -39,7 +40,16 @@ if [ "${1:-}" = --system ]; then
   exit 0
 fi
 
-for b in ${BINS:?install.sh: BINS must name the built programs}; do inst 0755 "$b" "$L/bin/${b##*/}"; done
+first=
+for p in ${PROGRAMS:?install.sh: PROGRAMS must name the programs}; do
+  if [ -z "$first" ]; then
+    first=$p
+    inst 0755 "${MULTI:?install.sh: MULTI must name the multi-call program}" "$L/bin/$p"
+  else
+    rm -f "$L/bin/$p"
+    ln "$L/bin/$first" "$L/bin/$p"
+  fi
+done
 inst 0755 "$src/sbin/poweroff" "$L/bin/poweroff"
 for a in reboot halt; do link poweroff "$L/bin/$a"; done
 inst 0755 "$src/sbin/shutdown" "$L/bin/shutdown"

@@ -133,7 +133,7 @@ static int signum(const char *s)
 
 #define USAGE "svkillall [-g ms] [-x pid]... [-s sid]... [-n name]... [signal]"
 
-int main(int argc, char **argv)
+int svkillall_main(int argc, char **argv)
 {
   int opt, sig = SIGTERM;
   long grace = -1;
