@@ -6,7 +6,7 @@
 #                                 its name says) and the commands poweroff, reboot, halt, shutdown, runlevel
 #   /usr/lib/svinit/VERSION       the version, which /init checks against its own (no mixed versions)
 #   /usr/lib/svinit/              stage1, lib.sh, resolve.sh, front, shutdown, final.sh, the shutdown service
-#   /usr/lib/svinit/boot.d, shutdown.d   the drop-ins
+#   /usr/lib/svinit/boot.d, shutdown.d   the drop-ins; boot.order, the boot drop-ins' order resolved here
 #   /usr/lib/svinit/stopped-supervise    the supervise svscan finds during the shutdown: it exits at once
 #   /usr/lib/svinit/svscan/       svscan's hooks, linked from /service/.svscan
 #   /usr/lib/svinit/vm-services/  getty, acpid and the harness shell, linked into /service on a vm
@@ -73,7 +73,14 @@ done
 for f in "$src"/boot.d/*.sh; do inst 0644 "$f" "$L/boot.d/${f##*/}"; done
 for f in "$src"/shutdown.d/*.sh; do inst 0644 "$f" "$L/shutdown.d/${f##*/}"; done
 for f in "$src"/svscan/*; do inst 0755 "$f" "$L/svscan/${f##*/}"; done
+mkdir -p "$D/etc/svinit/boot.d" "$D/etc/svinit/runlevels/default"
+# The boot drop-ins' order, resolved now: stage 1 reads it while they are the same (lib/resolve.sh)
+sv_error() { printf 'install.sh: error: %s\n' "$*" >&2; return 1; }
+sv_warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
+. "$src/lib/resolve.sh"
+sv_order_write "$L/boot.order" "$D" "$L"/boot.d/*.sh "$D"/etc/svinit/boot.d/*.sh ||
+  { echo "install.sh: the boot drop-ins cannot all run (above): fix their headers" >&2; exit 1; }
+chmod 0644 "$L/boot.order"
 
 for f in "$src"/svscan/*; do link "/usr/lib/svinit/svscan/${f##*/}" "$D/service/.svscan/${f##*/}"; done
 inst 0755 "$src/service/svscan-log/run" "$D/service/svscan-log/run"
-mkdir -p "$D/etc/svinit/boot.d" "$D/etc/svinit/runlevels/default"

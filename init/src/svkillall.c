@@ -53,8 +53,19 @@ static int readproc(pid_t pid, struct proc *p)
   if (n >= (int)sizeof p->comm) n = sizeof p->comm - 1;
   memcpy(p->comm, open_paren + 1, (size_t)n);
   /* after "(comm)": state ppid pgrp session tty_nr tpgid flags */
-  if (sscanf(close_paren + 1, " %c %d %*d %d %*d %*d %u", &p->state, &p->ppid, &p->sid, &p->flags) != 4)
-    return -1;
+  /* (strtol, not sscanf: scanf's float parsing would be most of this program's size) */
+  char *s = close_paren + 1, *end;
+  long f[6];
+  while (*s == ' ') ++s;
+  if (!*s) return -1;
+  p->state = *s++;
+  for (int i = 0; i < 6; ++i, s = end) {
+    f[i] = strtol(s, &end, 10);
+    if (end == s) return -1;
+  }
+  p->ppid = (pid_t)f[0];
+  p->sid = (pid_t)f[2];
+  p->flags = (unsigned)f[5];
   return 0;
 }
 

@@ -52,12 +52,28 @@ sv_skip() {
 # Sleeps a fraction of a second where sleep allows it (busybox and GNU do).
 sv_nap() { sleep "${1:-0.02}" 2>/dev/null || sleep 1; }
 
-# Milliseconds since boot, from /proc/uptime (no external command).
-sv_ms() {
+# Milliseconds since boot, from /proc/uptime (no external command): sv_now sets SV_MS (no subshell, which
+# costs a fork), sv_ms prints it.
+sv_now() {
   read -r _sv_up _sv_rest < /proc/uptime
   _sv_s=${_sv_up%.*}
   _sv_f=${_sv_up#*.}
-  printf '%s\n' $((_sv_s * 1000 + ${_sv_f#0} * 10))
+  SV_MS=$((_sv_s * 1000 + ${_sv_f#0} * 10))
+}
+sv_ms() { sv_now && printf '%s\n' "$SV_MS"; }
+
+# Sets SV_WHICH to where `PATH=$2 command -v $1` finds the program $1, without a subshell; 1 when none.
+sv_which() {
+  _sv_ifs=$IFS
+  IFS=:
+  for _sv_dir in $2""; do
+    IFS=$_sv_ifs
+    SV_WHICH=${_sv_dir:-.}/$1
+    [ -f "$SV_WHICH" ] && [ -x "$SV_WHICH" ] && return 0
+  done
+  IFS=$_sv_ifs
+  SV_WHICH=
+  return 1
 }
 
 # Is $1 a service directory svscan runs (a directory not starting with '.')?
