@@ -21,6 +21,7 @@
   X(svkillall) \
   X(svpower) \
   X(svacpid) \
+  X(svwait) \
   X(init)
 
 #define SV_PROGRAM_DECLARE(name) int name##_main(int argc, char **argv);

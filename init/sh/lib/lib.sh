@@ -90,16 +90,6 @@ sv_is_stoppable() {
   return 0
 }
 
-# The directories given whose supervise still runs, one per line (one svstat for all of them).
-sv_still_supervised() {
-  svstat "$@" 2>/dev/null | while IFS= read -r _sv_l; do
-    case $_sv_l in
-      *": supervise not running" | *": unable to "*) ;;
-      *) printf '%s\n' "${_sv_l%: *}" ;;
-    esac
-  done
-}
-
 # The pids of the services given that are up, one per line (one svstat for all of them).
 sv_up_pids() {
   svstat "$@" 2>/dev/null | while IFS= read -r _sv_l; do
@@ -109,30 +99,21 @@ sv_up_pids() {
   done
 }
 
-# Is the service in $1 up (its supervise running, run running)?
-sv_up() {
-  case $(svstat "$1" 2>/dev/null) in *": up (pid "*) return 0 ;; esac
-  return 1
-}
-
 # Waits until every service that should run (no `down` file) and every logger is up; at most $1 s.
+# (svwait: one process that returns as soon as they are, not a loop of svstat)
 sv_wait_up() {
-  _sv_end=$(( $(sv_ms) + ${1:-30} * 1000 ))
-  _sv_sd=$(sv_scandir)
-  while :; do
-    _sv_all=1
-    for _sv_d in "$_sv_sd"/*; do
-      sv_is_stoppable "$_sv_d" || continue
-      for _sv_x in "$_sv_d" "$_sv_d/log"; do
-        [ -d "$_sv_x" ] || continue
-        [ -e "$_sv_x/down" ] && continue
-        sv_up "$_sv_x" || { _sv_all=; break 2; }
-      done
+  { read -r _sv_sd < "$SVINIT_RUN/scandir"; } 2>/dev/null || _sv_sd=/service
+  set -- "${1:-30}"
+  for _sv_d in "$_sv_sd"/*; do
+    sv_is_stoppable "$_sv_d" || continue
+    for _sv_x in "$_sv_d" "$_sv_d/log"; do
+      [ -d "$_sv_x" ] && [ ! -e "$_sv_x/down" ] && set -- "$@" "$_sv_x"
     done
-    [ -n "$_sv_all" ] && return 0
-    [ "$(sv_ms)" -ge "$_sv_end" ] && return 1
-    sv_nap 0.01
   done
+  _sv_t=$1
+  shift
+  [ $# -eq 0 ] && return 0
+  svwait -u -t $((_sv_t * 1000)) "$@" > /dev/null
 }
 
 # Asks for a clean shutdown: ACTION is poweroff, reboot or halt; the first request wins. Under svinit's
@@ -160,29 +141,19 @@ sv_request() {
 }
 
 # Stops the services given as arguments (svc -dx), waits until their supervise processes are gone, at
-# most $SV_GRACE s, then kills what is left (svc -kx) and waits at most 1 s more. Returns at once when
-# everything has stopped.
+# most $SV_GRACE s, then kills what is left (svc -kx) and waits at most 1 s more. Returns as soon as
+# everything has stopped: svwait -d hears each supervise exit (no polling).
 sv_stop() {
   [ $# -eq 0 ] && return 0
-  _sv_t0=$(sv_ms)
   svc -dx "$@" 2>/dev/null
-  _sv_end=$((_sv_t0 + ${SV_GRACE:-3} * 1000))
-  _sv_killed=
-  while :; do
-    _sv_left=$(sv_still_supervised "$@")
-    [ -z "$_sv_left" ] && break
-    _sv_now=$(sv_ms)
-    if [ "$_sv_now" -ge "$_sv_end" ]; then
-      _sv_left=$(printf '%s' "$_sv_left" | tr '\n' ' ')
-      [ -n "$_sv_killed" ] && { sv_warn "still running after KILL: $_sv_left"; return 1; }
-      sv_warn "still running after ${SV_GRACE:-3} s, killing: $_sv_left"
-      svc -kx "$@" 2>/dev/null
-      _sv_killed=1
-      _sv_end=$((_sv_now + 1000))
-    fi
-    sv_nap 0.01
-  done
-  return 0
+  _sv_left=$(svwait -d -t $((${SV_GRACE:-3} * 1000)) "$@") && return 0
+  _sv_left=$(printf '%s' "$_sv_left" | tr '\n' ' ')
+  sv_warn "still running after ${SV_GRACE:-3} s, killing: $_sv_left"
+  svc -kx "$@" 2>/dev/null
+  _sv_left=$(svwait -d -t 1000 "$@") && return 0
+  _sv_left=$(printf '%s' "$_sv_left" | tr '\n' ' ')
+  sv_warn "still running after KILL: $_sv_left"
+  return 1
 }
 
 # The runlevel NAME: services named in some $SVINIT_ETC/runlevels/*/ are up in the runlevels that name
