@@ -100,13 +100,18 @@ def one_boot(vm: Path, initrd: Path, cmdline: str, poweroff: str) -> dict:
         logs = " ".join(f"/service/{s}/log/main/current" for s in SERVICES)
         # the first line of each log (its stamp is when the service was up and logging), then the offset
         # between the guest's real time and its uptime, from a fresh multilog stamp
-        child.sendline(
-            f"for f in {logs}; do head -n1 $f; done; echo x | multilog t e 2>&1; cat /proc/uptime; "
-            "echo END-OF-$((6 * 7))"
-        )
-        child.expect("END-OF-42")  # the shell computes the marker: the echoed command line does not match
-        out = child.before
-        stamps = re.findall(r"^(@[0-9a-f]{24}) ", out, re.M)
+        # (asked again until every service has logged: under load the shell can come first)
+        for _ in range(60):
+            child.sendline(
+                f"for f in {logs}; do head -n1 $f 2>/dev/null; done; echo x | multilog t e 2>&1; "
+                "cat /proc/uptime; echo END-OF-$((6 * 7))"
+            )
+            child.expect("END-OF-42")  # the shell computes the marker: the echoed command line does not match
+            out = child.before
+            stamps = re.findall(r"^(@[0-9a-f]{24}) ", out, re.M)
+            if len(stamps) > len(SERVICES):
+                break
+            time.sleep(0.5)
         *firsts, now = [Tai64n.from_label(s).unix for s in stamps]
         uptime = float(re.search(r"^(\d+\.\d+) ", out, re.M).group(1))
         up_at = max(firsts) - (now - uptime)

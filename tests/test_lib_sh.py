@@ -151,3 +151,25 @@ def test_modules_load_in_batches_and_a_failure_names_its_module(shell, tmp_path)
     assert r.stdout == "rc=1\n"
     assert "svinit: error: unable to load module bad" in r.stderr
     assert "skipped: module nocpu did not load (optional)" in r.stderr and "module c " not in r.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_sv_now_without_proc_gives_0_and_the_shell_goes_on(shell, tmp_path):
+    """Stage 1 can start before /proc is mounted (a chroot whose /proc another process mounts): reading
+    the time then must not end it (an arithmetic error on an empty value ends a POSIX sh)."""
+    r = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            *shell,
+            "-c",
+            f"mount -t tmpfs none /proc && . {LIB} && sv_now && echo ms=$SV_MS",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SVINIT_RUN": str(tmp_path)},
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (0, "ms=0\n", "")
+    r = sh(shell, "sv_now && echo $SV_MS; sv_ms", tmp_path)
+    a, b = map(int, r.stdout.split())
+    assert 0 < a <= b

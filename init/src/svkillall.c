@@ -6,8 +6,9 @@
  *   - kernel threads (on a VM) and zombies;
  *   - each PID given with -x, every process of each session SID given with -s (a logger and whatever
  *     it runs), every process whose name (comm) is NAME given with -n.
- * With -g MS it then waits, at most MS milliseconds, for those it signalled to be gone (napping 10 ms
- * between looks), sends KILL to what is left and waits at most 1 s more. Nothing is assumed of pid 2.
+ * With -g MS it then waits, at most MS milliseconds, for those it signalled to be gone (looking again
+ * after 1, 2, 4, 8, then every 10 ms), sends KILL to what is left and waits at most 1 s more. Nothing
+ * is assumed of pid 2.
  * Exit: 0 when every process it signalled is gone (at once without -g), 1 when some are left (named on
  * stderr), 100 for a usage error.
  */
@@ -115,18 +116,24 @@ static size_t sweep(int sig, int name)
   return n;
 }
 
-static void nap(void)
+/* Naps MS milliseconds. */
+static void nap(long ms)
 {
-  struct timespec ts = { 0, 10 * 1000000L };
+  struct timespec ts = { 0, ms * 1000000L };
   nanosleep(&ts, NULL);
 }
 
-/* Waits at most MS for the targets to be gone; returns how many are left. */
+/* Waits at most MS for the targets to be gone; returns how many are left. It looks again after 1 ms,
+   then 2, 4, 8 and every 10 ms: most die within a few ms of their TERM. */
 static size_t wait_gone(int64_t ms)
 {
   int64_t end = sv_now_ms() + ms;
   size_t left;
-  while ((left = sweep(0, 0)) && sv_now_ms() < end) nap();
+  long step = 1;
+  while ((left = sweep(0, 0)) && sv_now_ms() < end) {
+    nap(step);
+    step = step * 2 > 10 ? 10 : step * 2;
+  }
   return left;
 }
 

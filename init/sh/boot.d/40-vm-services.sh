@@ -4,7 +4,8 @@
 # acpid (the ACPI power button powers off), and, with svinit.harness=TTY, a shell on TTY for a test
 # harness's commands.
 [ "$virt" = vm ] || { sv_skip "getty and acpid are for a vm"; return 0; }
-{ read -r scan < "$SVINIT_RUN/scandir"; } 2>/dev/null || scan=/service
+sv_get_scandir
+scan=$SV_SCANDIR
 for d in "$SVINIT_LIB"/vm-services/*; do
   name=${d##*/}
   [ "$name" = harness ] && continue

@@ -21,17 +21,14 @@ sv_say() { printf 'svinit: %s\n' "$*" >&2; }
 sv_warn() { printf 'svinit: warning: %s\n' "$*" >&2; }
 sv_error() { printf 'svinit: error: %s\n' "$*" >&2; return 1; }
 
-# The scan directory svscan runs in (/service, or its copy in /run when /service is read-only).
-sv_scandir() {
-  { read -r _sv_d < "$SVINIT_RUN/scandir"; } 2>/dev/null && printf '%s\n' "$_sv_d" && return 0
-  printf '%s\n' /service
-}
+# The scan directory svscan runs in (/service, or its copy in /run when /service is read-only):
+# sv_get_scandir sets SV_SCANDIR (no subshell, which costs a fork), sv_scandir prints it.
+sv_get_scandir() { { read -r SV_SCANDIR < "$SVINIT_RUN/scandir"; } 2>/dev/null || SV_SCANDIR=/service; }
+sv_scandir() { sv_get_scandir && printf '%s\n' "$SV_SCANDIR"; }
 
-# container or vm: decided once by stage 1, read by everybody else.
-sv_virt() {
-  { read -r _sv_v < "$SVINIT_RUN/virt"; } 2>/dev/null && printf '%s\n' "$_sv_v" && return 0
-  printf '%s\n' "${SVINIT_VIRT:-vm}"
-}
+# container or vm: decided once by stage 1, read by everybody else (sv_get_virt sets SV_VIRT).
+sv_get_virt() { { read -r SV_VIRT < "$SVINIT_RUN/virt"; } 2>/dev/null || SV_VIRT=${SVINIT_VIRT:-vm}; }
+sv_virt() { sv_get_virt && printf '%s\n' "$SV_VIRT"; }
 
 # Is $1 a mount point? (/proc/mounts, no external command: busybox-static has no mountpoint applet.)
 sv_mounted() {
@@ -54,8 +51,10 @@ sv_nap() { sleep "${1:-0.02}" 2>/dev/null || sleep 1; }
 
 # Milliseconds since boot, from /proc/uptime (no external command): sv_now sets SV_MS (no subshell, which
 # costs a fork), sv_ms prints it.
+# Without /proc (not mounted yet), 0: an arithmetic error would end the shell that runs this.
 sv_now() {
-  read -r _sv_up _sv_rest < /proc/uptime
+  { read -r _sv_up _sv_rest < /proc/uptime; } 2>/dev/null || _sv_up=
+  case $_sv_up in [0-9]*.[0-9]*) ;; *) SV_MS=0 && return 0 ;; esac
   _sv_s=${_sv_up%.*}
   _sv_f=${_sv_up#*.}
   SV_MS=$((_sv_s * 1000 + ${_sv_f#0} * 10))
@@ -102,7 +101,8 @@ sv_up_pids() {
 # Waits until every service that should run (no `down` file) and every logger is up; at most $1 s.
 # (svwait: one process that returns as soon as they are, not a loop of svstat)
 sv_wait_up() {
-  { read -r _sv_sd < "$SVINIT_RUN/scandir"; } 2>/dev/null || _sv_sd=/service
+  sv_get_scandir
+  _sv_sd=$SV_SCANDIR
   set -- "${1:-30}"
   for _sv_d in "$_sv_sd"/*; do
     sv_is_stoppable "$_sv_d" || continue
@@ -123,7 +123,8 @@ sv_wait_up() {
 sv_request() {
   mkdir -p "$SVINIT_RUN" || return 1
   [ -e "$SVINIT_RUN/action" ] || echo "$1" > "$SVINIT_RUN/action"
-  _sv_sd=$(sv_scandir)
+  sv_get_scandir
+  _sv_sd=$SV_SCANDIR
   if svscanctl -a "$_sv_sd" 2>/dev/null; then
     mkdir "$SVINIT_RUN/shutdown.started" 2>/dev/null || return 0
     # no terminal's hangup or Ctrl-C stops it halfway; its messages go to the console
@@ -162,7 +163,8 @@ sv_stop() {
 sv_runlevel() {
   _sv_lvl=$SVINIT_ETC/runlevels/$1
   [ -d "$_sv_lvl" ] || { sv_error "runlevel '$1' does not exist (no directory $_sv_lvl)"; return 1; }
-  _sv_sd=$(sv_scandir)
+  sv_get_scandir
+  _sv_sd=$SV_SCANDIR
   _sv_seen=/  # each name as /NAME/: a name holds no '/'
   for _sv_e in "$SVINIT_ETC"/runlevels/*/*; do
     [ -e "$_sv_e" ] || [ -L "$_sv_e" ] || continue
