@@ -50,7 +50,9 @@ while read -r how m p; do case $how in load|try) modprobe $m $p ;; esac; done < 
 hostname -F /etc/hostname; ip link set lo up
 """
 SERVICE = """#!/bin/sh
-# the service's run piped into its logger's run, as svscan would connect them (but with no supervision)
+# the service's run piped into its logger's run, as svscan would connect them (but with no supervision);
+# svinit's programs (multilog) found as under svscan
+export PATH=/usr/lib/svinit/bin:$PATH
 cd /service/$1 && ./run | (cd log && exec ./run)
 """
 RCK = """#!/bin/sh
@@ -103,7 +105,7 @@ def one_boot(vm: Path, initrd: Path, cmdline: str, poweroff: str) -> dict:
         # (asked again until every service has logged: under load the shell can come first)
         for _ in range(60):
             child.sendline(
-                f"for f in {logs}; do head -n1 $f 2>/dev/null; done; echo x | multilog t e 2>&1; "
+                f"for f in {logs}; do head -n1 $f 2>/dev/null; done; echo x | /usr/lib/svinit/bin/multilog t e 2>&1; "
                 "cat /proc/uptime; echo END-OF-$((6 * 7))"
             )
             child.expect("END-OF-42")  # the shell computes the marker: the echoed command line does not match
