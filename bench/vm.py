@@ -105,8 +105,8 @@ def one_boot(vm: Path, initrd: Path, cmdline: str, poweroff: str) -> dict:
         # (asked again until every service has logged: under load the shell can come first)
         for _ in range(60):
             child.sendline(
-                f"for f in {logs}; do head -n1 $f 2>/dev/null; done; echo x | /usr/lib/svinit/bin/multilog t e 2>&1; "
-                "cat /proc/uptime; echo END-OF-$((6 * 7))"
+                f"for f in {logs}; do head -n1 $f 2>/dev/null; done; "
+                "echo x | /usr/lib/svinit/bin/multilog t e 2>&1; cat /proc/uptime; echo END-OF-$((6 * 7))"
             )
             child.expect("END-OF-42")  # the shell computes the marker: the echoed command line does not match
             out = child.before
