@@ -1,4 +1,5 @@
 # provides: modules
+# where: vm
 # Loads the kernel modules of $SVINIT_ETC/modules.load, in its order. svinit's build wrote it (the one
 # resolver: svinit/build/modules.py): each module after its dependencies and softdeps (ext4 needs
 # crc32c), so nothing is resolved here. "load NAME [PARAMS]" must load; "try NAME" may not on this CPU

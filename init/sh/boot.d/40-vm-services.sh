@@ -1,4 +1,5 @@
 # provides: vm-services
+# where: vm
 # needs: scandir
 # On a vm, links the services only a vm has into the scan directory: a getty on the serial console,
 # acpid (the ACPI power button powers off), and, with svinit.harness=TTY, a shell on TTY for a test

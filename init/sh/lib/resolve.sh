@@ -3,6 +3,7 @@
 # A drop-in declares, in comment lines at its top:
 #   # provides: NAME...    (default: its file name without a leading "NN-" and the ".sh")
 #   # needs: NAME...       (what must have run before it)
+#   # where: vm|container  (it applies there only: stage 1 skips it elsewhere without starting it)
 # sv_resolve FILE... sets SV_ORDER to the files that can run, dependencies first and otherwise in the
 # order given, one per line. A dependency cycle, or a need that nothing provides, is reported on stderr
 # naming the scripts; those scripts, and every script that needs them, are left out.
@@ -44,6 +45,21 @@ _sv_headers() {  # $1: index, $2: path
 }
 
 _sv_base() { _sv_b=${1##*/}; }
+
+# sv_where FILE: sets SV_WHERE to FILE's "# where:" header, empty when it has none (it runs everywhere).
+sv_where() {
+  SV_WHERE=
+  while IFS= read -r _sv_line || [ -n "$_sv_line" ]; do
+    case $_sv_line in
+      '#'*where:*) SV_WHERE=${_sv_line#*where:} ;;
+      '#'* | '') ;;
+      *) break ;;
+    esac
+  done < "$1"
+  # shellcheck disable=SC2086 # its words, spaces trimmed
+  set -- $SV_WHERE
+  SV_WHERE=$*
+}
 
 _sv_reject() {  # $1: index, $2: why; reports drop-in $1 as not run, once
   eval "_sv_st=\${_sv_s_$1}"
