@@ -121,7 +121,7 @@ sv_wait_up() {
 # needs no slot among its services (a full svscan, 1000 services, still stops). Under djb's svscan, as
 # the seed: the shutdown service is linked into the scan directory, and svscan runs it.
 sv_request() {
-  mkdir -p "$SVINIT_RUN" || return 1
+  [ -d "$SVINIT_RUN" ] || mkdir -p "$SVINIT_RUN" || return 1
   [ -e "$SVINIT_RUN/action" ] || echo "$1" > "$SVINIT_RUN/action"
   sv_get_scandir
   _sv_sd=$SV_SCANDIR
