@@ -26,7 +26,7 @@ from svinit import ROOT
 from tests.util import make_service, wait_for, write_exec
 
 INIT = ROOT / "init"
-CLIENTS = ("svc", "svstat", "svok", "envdir")
+CLIENTS = ("svc", "svstat", "svok", "envdir", "svwait")
 TAI64_UNIX = 4611686018427387914  # 2^62 + 10
 
 
@@ -979,3 +979,53 @@ def test_envdir_messages_spelled_out(ours, tmp_path):
     )
     mode = (tmp_path / "notexec").stat().st_mode
     assert not mode & stat.S_IXUSR
+
+
+# --- svwait (svinit's: the shutdown's and the front process's waits) ------------------------------------
+
+
+def svwait(ours: Path, *args) -> tuple[Result, float]:
+    t0 = time.monotonic()
+    res = run([ours / "svwait", *map(str, args)])
+    return res, time.monotonic() - t0
+
+
+def test_svwait_up_returns_once_up_and_says_what_is_not(ours, supervise, tmp_path):
+    s = Service(supervise, tmp_path)
+    res, took = svwait(ours, "-u", "-t", 5000, s.dir)
+    assert res == Result(0, b"", b"") and took < 4
+    assert s.pid() != 0
+    missing = tmp_path / "nosuch"
+    res, took = svwait(ours, "-u", "-t", 300, s.dir, missing)
+    assert res == Result(1, f"{missing}\n".encode(), b"") and took >= 0.3
+    s.close()
+    (tmp_path / "other").mkdir()
+    down = Service(supervise, tmp_path / "other", down=True)
+    try:
+        res, _ = svwait(ours, "-u", "-t", 0, down.dir)
+        assert res == Result(1, f"{down.dir}\n".encode(), b"")
+    finally:
+        down.close()
+
+
+def test_svwait_down_hears_supervise_exit_at_once(ours, service, tmp_path):
+    """With djb's supervise and svinit's: a timeout while supervise runs (the bad case), then svc -dx and
+    svwait returns as soon as supervise has exited, long before its limit."""
+    s = service()
+    s.wait_up()
+    res, took = svwait(ours, "-d", "-t", 300, s.dir, tmp_path / "nosuch")
+    assert res == Result(1, f"{s.dir}\n".encode(), b"") and took >= 0.3
+    waiter = subprocess.Popen([ours / "svwait", "-d", "-t", "20000", s.dir], stdout=subprocess.PIPE)
+    time.sleep(0.2)
+    assert waiter.poll() is None
+    t0 = time.monotonic()
+    run([ours / "svc", "-dx", s.dir])
+    s.proc.wait(10)
+    out, _ = waiter.communicate(timeout=10)
+    assert (waiter.returncode, out) == (0, b"") and time.monotonic() - t0 < 5
+
+
+def test_svwait_usage(ours):
+    for args in ([], ["-u"], ["-x", "d"], ["-d", "-t", "x", "d"], ["-d", "-t", "-1", "d"]):
+        res = run([ours / "svwait", *args])
+        assert res.rc == 100 and b"svwait: usage: svwait -u|-d [-t MS] dir..." in res.err, (args, res)

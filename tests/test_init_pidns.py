@@ -194,3 +194,26 @@ def test_below_another_process_1_the_stop_spares_it_and_is_clean(tree, tmp_path,
             assert svc < log, f"{name} went down after its logger"
     finally:
         ns.close()
+
+
+def test_a_drop_in_for_a_vm_only_is_not_started_in_a_container(tree, tmp_path, init_bin):
+    """`# where: vm` (svinit's own 10-modules.sh, a user's drop-in): skipped without being started,
+    said with SVINIT_VERBOSE; `# where: container` and drop-ins without the header run. The messages are
+    still in the log file once every service is up: svscan's logger opens the console (the container's
+    stderr, here a file) to append, not to truncate it as it did."""
+    (tree / "etc/svinit/config").write_text("SVINIT_VERBOSE=1\n")
+    d = tree / "etc/svinit/boot.d"
+    (d / "50-vmonly.sh").write_text("# where: vm\ntouch /tmp/vmonly-ran\n")
+    (d / "51-here.sh").write_text("# provides: here\n#   where:   container vm  \ntouch /tmp/here-ran\n")
+    (d / "52-any.sh").write_text("# a comment\ntouch /tmp/any-ran\n")
+    ns = boot(tree, tmp_path / "console.log")
+    try:
+        wait_for(lambda: all_up(tree, init_bin / "svstat"), 15, what="every service and logger up")
+        out = ns.output()
+        assert "boot script 10-modules.sh: skipped: for a vm only" in out, out
+        assert "boot script 50-vmonly.sh: skipped: for a vm only" in out, out
+        assert not (tree / "tmp/vmonly-ran").exists()
+        assert (tree / "tmp/here-ran").exists() and (tree / "tmp/any-ran").exists()
+        assert "boot script 20-env.sh: exit 0" in out
+    finally:
+        ns.close()

@@ -4,8 +4,10 @@ is missing (`read x < file 2>/dev/null` does not silence a missing file: the `<`
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,126 @@ def test_no_script_of_the_init_package_needs_busybox():
                 if "busybox " in code:
                     calls.append(f"{f.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not calls, "\n".join(calls)
+
+
+RESOLVE = ROOT / "init" / "sh" / "lib" / "resolve.sh"
+
+
+def order(shell: list[str], d: Path, *files: str) -> subprocess.CompletedProcess:
+    """sv_order with the cache d/boot.order over the drop-ins d/boot.d/*.sh and d/etc/*.sh."""
+    script = f'. {RESOLVE}; sv_order "$1/boot.order" "$1"/boot.d/*.sh "$1"/etc/*.sh; printf %s "$SV_ORDER"'
+    return subprocess.run([*shell, "-c", f". {LIB}\n{script}", "sh", str(d)], capture_output=True, text=True)
+
+
+def dropins(d: Path) -> list[str]:
+    """Three drop-ins, c needing a; the cache written for them in the reverse order (which the
+    resolver would never give: it proves the cache was read)."""
+    (d / "boot.d").mkdir()
+    (d / "etc").mkdir()
+    (d / "boot.d/10-a.sh").write_text("# provides: a\n")
+    (d / "boot.d/20-b.sh").write_text("# provides: b\n")
+    (d / "boot.d/30-c.sh").write_text("# needs: a\n")
+    names = [str(d / "boot.d" / n) for n in ("10-a.sh", "20-b.sh", "30-c.sh")]
+    (d / "boot.order").write_text("\n".join([*names, f"{d}/etc/*.sh", "--", *reversed(names)]) + "\n")
+    old = time.time() - 100
+    for n in names:
+        os.utime(n, (old, old))
+    os.utime(d / "boot.order", (old + 50, old + 50))
+    return names
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_the_boot_order_comes_from_the_cache_while_no_drop_in_changed(shell, tmp_path):
+    names = dropins(tmp_path)
+    r = order(shell, tmp_path)
+    assert (r.stdout.split(), r.stderr) == (list(reversed(names)), "")
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_a_changed_or_added_drop_in_is_resolved_again(shell, tmp_path):
+    names = dropins(tmp_path)
+    os.utime(names[1])  # edited after the cache was written
+    assert order(shell, tmp_path).stdout.split() == names
+    os.utime(names[1], (0, 0))
+    (tmp_path / "etc/40-d.sh").write_text("# needs: e\n")  # the user's drop-in, in a cycle
+    (tmp_path / "etc/41-e.sh").write_text("# needs: d\n")
+    r = order(shell, tmp_path)
+    assert r.stdout.split() == names
+    assert "boot scripts in a dependency cycle, not run: 40-d.sh -> 41-e.sh -> 40-d.sh" in r.stderr
+    (tmp_path / "etc/40-d.sh").unlink()
+    (tmp_path / "etc/41-e.sh").unlink()
+    (tmp_path / "boot.d/20-b.sh").unlink()  # one fewer
+    assert order(shell, tmp_path).stdout.split() == [names[0], names[2]]
+
+
+def test_install_writes_the_order_the_resolver_gives(tmp_path):
+    dest = tmp_path / "root"
+    make = subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "init"), "install-dist", f"DESTDIR={dest}"],
+        capture_output=True,
+        text=True,
+    )
+    assert make.returncode == 0, make.stderr
+    cache = (dest / "usr/lib/svinit/boot.order").read_text().splitlines()
+    resolved = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f'. {LIB}; . {RESOLVE}; sv_resolve {dest}/usr/lib/svinit/boot.d/*.sh; printf %s "$SV_ORDER"',
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert cache[cache.index("--") + 1 :] == [p.removeprefix(str(dest)) for p in resolved] != []
+    assert cache[: cache.index("--")][-1] == "/etc/svinit/boot.d/*.sh"
+
+
+MODULES = ROOT / "init" / "sh" / "boot.d" / "10-modules.sh"
+
+
+# (Debian's busybox sh runs its own modprobe applet before PATH's: not this fake one)
+@pytest.mark.parametrize("shell", [["dash"], ["bash", "--posix"]], ids=lambda s: s[0])
+def test_modules_load_in_batches_and_a_failure_names_its_module(shell, tmp_path):
+    """A fake modprobe (it logs its arguments; 'bad' and 'nocpu' fail to load): runs of lines of one
+    kind load with one modprobe -a, in order; a failing batch is retried one by one, naming the
+    failure; a line with parameters loads alone."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "modprobe").write_text(
+        '#!/bin/sh\necho "$*" >> "$LOG"\nfor a; do case $a in bad | nocpu) exit 1 ;; esac; done\n'
+    )
+    (bin_ / "modprobe").chmod(0o755)
+    (tmp_path / "modules.load").write_text(
+        "# comment\nload a\nload b\ntry nocpu\ntry c\nload d opt=1\nload e\nload bad\nload f\n"
+    )
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "SVINIT_RUN": str(tmp_path)}
+    env |= {"SVINIT_ETC": str(tmp_path), "SVINIT_LIB": str(LIB.parent), "SVINIT_VERBOSE": "1"}
+    script = f'. {LIB}; virt=vm; SV_SCRIPT=10-modules.sh; run() {{ . {MODULES}; }}; run; echo "rc=$?"'
+    r = subprocess.run([*shell, "-c", script], capture_output=True, text=True, env=env)
+    calls = (tmp_path / "log").read_text().splitlines()
+    assert calls == ["-a a b", "-qa nocpu c", "-q nocpu", "-q c", "d opt=1", "-a e bad f", "e", "bad", "f"]
+    assert r.stdout == "rc=1\n"
+    assert "svinit: error: unable to load module bad" in r.stderr
+    assert "skipped: module nocpu did not load (optional)" in r.stderr and "module c " not in r.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_sv_now_without_proc_gives_0_and_the_shell_goes_on(shell, tmp_path):
+    """Stage 1 can start before /proc is mounted (a chroot whose /proc another process mounts): reading
+    the time then must not end it (an arithmetic error on an empty value ends a POSIX sh)."""
+    r = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            *shell,
+            "-c",
+            f"mount -t tmpfs none /proc && . {LIB} && sv_now && echo ms=$SV_MS",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SVINIT_RUN": str(tmp_path)},
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (0, "ms=0\n", "")
+    r = sh(shell, "sv_now && echo $SV_MS; sv_ms", tmp_path)
+    a, b = map(int, r.stdout.split())
+    assert 0 < a <= b

@@ -1,11 +1,12 @@
 #!/bin/sh
 # install.sh [--system]: installs the init package into the tree $DESTDIR (called by `make install-dist`
-# and `make install`, which give the built programs in $BINS).
+# and `make install`, which give the multi-call program in $MULTI and its programs' names in $PROGRAMS).
 # What the archive holds (install-dist), only files that no Alpine or Debian base has:
-#   /usr/lib/svinit/bin/          the C programs and the commands poweroff, reboot, halt, shutdown, runlevel
+#   /usr/lib/svinit/bin/          the C programs (hard links to one multi-call file, which runs the program
+#                                 its name says) and the commands poweroff, reboot, halt, shutdown, runlevel
 #   /usr/lib/svinit/VERSION       the version, which /init checks against its own (no mixed versions)
 #   /usr/lib/svinit/              stage1, lib.sh, resolve.sh, front, vm-front, shutdown, final.sh, the shutdown service
-#   /usr/lib/svinit/boot.d, shutdown.d   the drop-ins
+#   /usr/lib/svinit/boot.d, shutdown.d   the drop-ins; boot.order, the boot drop-ins' order resolved here
 #   /usr/lib/svinit/stopped-supervise    the supervise svscan finds during the shutdown: it exits at once
 #   /usr/lib/svinit/svscan/       svscan's hooks, linked from /service/.svscan
 #   /usr/lib/svinit/vm-services/  getty, acpid and the harness shell, linked into /service on a vm
@@ -39,7 +40,16 @@ if [ "${1:-}" = --system ]; then
   exit 0
 fi
 
-for b in ${BINS:?install.sh: BINS must name the built programs}; do inst 0755 "$b" "$L/bin/${b##*/}"; done
+first=
+for p in ${PROGRAMS:?install.sh: PROGRAMS must name the programs}; do
+  if [ -z "$first" ]; then
+    first=$p
+    inst 0755 "${MULTI:?install.sh: MULTI must name the multi-call program}" "$L/bin/$p"
+  else
+    rm -f "$L/bin/$p"
+    ln "$L/bin/$first" "$L/bin/$p"
+  fi
+done
 inst 0755 "$src/sbin/poweroff" "$L/bin/poweroff"
 for a in reboot halt; do link poweroff "$L/bin/$a"; done
 inst 0755 "$src/sbin/shutdown" "$L/bin/shutdown"
@@ -63,7 +73,14 @@ done
 for f in "$src"/boot.d/*.sh; do inst 0644 "$f" "$L/boot.d/${f##*/}"; done
 for f in "$src"/shutdown.d/*.sh; do inst 0644 "$f" "$L/shutdown.d/${f##*/}"; done
 for f in "$src"/svscan/*; do inst 0755 "$f" "$L/svscan/${f##*/}"; done
+mkdir -p "$D/etc/svinit/boot.d" "$D/etc/svinit/runlevels/default"
+# The boot drop-ins' order, resolved now: stage 1 reads it while they are the same (lib/resolve.sh)
+sv_error() { printf 'install.sh: error: %s\n' "$*" >&2; return 1; }
+sv_warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
+. "$src/lib/resolve.sh"
+sv_order_write "$L/boot.order" "$D" "$L"/boot.d/*.sh "$D"/etc/svinit/boot.d/*.sh ||
+  { echo "install.sh: the boot drop-ins cannot all run (above): fix their headers" >&2; exit 1; }
+chmod 0644 "$L/boot.order"
 
 for f in "$src"/svscan/*; do link "/usr/lib/svinit/svscan/${f##*/}" "$D/service/.svscan/${f##*/}"; done
 inst 0755 "$src/service/svscan-log/run" "$D/service/svscan-log/run"
-mkdir -p "$D/etc/svinit/boot.d" "$D/etc/svinit/runlevels/default"

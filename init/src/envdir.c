@@ -102,7 +102,7 @@ static void run(char **argv)
   }
 }
 
-int main(int argc, char **argv)
+int envdir_main(int argc, char **argv)
 {
   const char *dir;
   DIR *d;

@@ -249,7 +249,7 @@ static void rescue(const char *why)
   sleep(1);
 }
 
-int main(int argc, char **argv)
+int init_main(int argc, char **argv)
 {
   sigset_t set;
   int noted[NSIG] = { 0 };

@@ -686,7 +686,7 @@ static void parse(char **argv)
   }
 }
 
-int main(int argc, char **argv)
+int multilog_main(int argc, char **argv)
 {
   struct sigaction sa;
   struct pollfd pfd = { 0, POLLIN, 0 };

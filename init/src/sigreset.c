@@ -10,7 +10,7 @@
 
 extern char **environ;
 
-int main(int argc, char **argv)
+int sigreset_main(int argc, char **argv)
 {
   sv_progname = "sigreset";
   if (argc < 2) sv_usage("sigreset prog [args...]");

@@ -344,7 +344,7 @@ static void setup(void)
     sv_diesys(EXIT_TEMP, "unable to read %s/%s", dir, SV_OK);
 }
 
-int main(int argc, char **argv)
+int supervise_main(int argc, char **argv)
 {
   struct sigaction sa;
   sigset_t block, none;

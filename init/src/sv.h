@@ -112,4 +112,6 @@ extern unsigned long sv_msglost;
    child namespace no process but 1 has parent 0. Without /proc nobody can tell: not harmless. */
 int sv_exit_harmless(void);
 
+#include "programs.h"
+
 #endif

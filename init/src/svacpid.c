@@ -103,7 +103,7 @@ static pid_t press(pid_t running, char **prog)
   return pid;
 }
 
-int main(int argc, char **argv)
+int svacpid_main(int argc, char **argv)
 {
   struct device dev[MAXDEV];
   struct pollfd pfd[MAXDEV];

@@ -51,7 +51,7 @@ static void control(const char *dir)
   close(fd);
 }
 
-int main(int argc, char **argv)
+int svc_main(int argc, char **argv)
 {
   int i = 1, orig;
   sv_progname = "svc";

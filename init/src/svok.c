@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include "sv.h"
 
-int main(int argc, char **argv)
+int svok_main(int argc, char **argv)
 {
   sv_progname = "svok";
   if (argc < 2) sv_usage("svok dir");

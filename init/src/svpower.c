@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include "sv.h"
 
-int main(int argc, char **argv)
+int svpower_main(int argc, char **argv)
 {
   int cmd, wstat;
   pid_t child;

@@ -48,7 +48,7 @@ static int relay(int from, int to)
   return 1;
 }
 
-int main(int argc, char **argv)
+int svpty_main(int argc, char **argv)
 {
   struct winsize ws = {0};
   struct pollfd p[2];

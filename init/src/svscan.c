@@ -594,7 +594,7 @@ static void wait_until(int64_t wake, int64_t now)
   if (fdcontrol != -1 && (pfd.revents & POLLIN)) take_control();
 }
 
-int main(int argc, char **argv)
+int svscan_main(int argc, char **argv)
 {
   sv_progname = "svscan";
   if (argc > 1) dir = argv[1];

@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include "sv.h"
 
-int main(int argc, char **argv)
+int svscanctl_main(int argc, char **argv)
 {
   char data[32];
   size_t len = 0;

@@ -67,7 +67,7 @@ static void show(void)
   if (st.pid && st.want == 'd') printf(", want down");
 }
 
-int main(int argc, char **argv)
+int svstat_main(int argc, char **argv)
 {
   int orig;
   sv_progname = "svstat";

@@ -66,10 +66,11 @@ static void put_time(void)
   if (n > 0) put(s, (size_t)n < sizeof s ? (size_t)n : sizeof s - 1);
 }
 
-int main(void)
+int tai64nlocal_main(int argc, char **argv)
 {
   static char in[65536];
   enum { START, LABEL, COPY } state = START;
+  (void)argc, (void)argv;
   sv_progname = "tai64nlocal";
 
   for (;;) {

@@ -18,6 +18,7 @@ class CpioWriter:
     def __init__(self, out: BinaryIO):
         self.out = out
         self.ino = 1
+        self.links: dict[tuple[int, int], int] = {}  # (st_dev, st_ino) of a hard-linked file: its ino here
 
     def _entry(
         self,
@@ -27,10 +28,12 @@ class CpioWriter:
         rdev: tuple[int, int] = (0, 0),
         mtime: int = 0,
         nlink: int = 1,
+        ino: int | None = None,
     ) -> None:
         encoded = name.encode() + b"\0"
-        fields = [self.ino, mode, 0, 0, nlink, mtime, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0]
-        self.ino += 1
+        if ino is None:
+            ino, self.ino = self.ino, self.ino + 1
+        fields = [ino, mode, 0, 0, nlink, mtime, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0]
         header = b"070701" + b"".join(b"%08x" % f for f in fields)
         self.out.write(header + encoded)
         self.out.write(b"\0" * ((4 - (len(header) + len(encoded)) % 4) % 4))
@@ -49,6 +52,17 @@ class CpioWriter:
         st = path.lstat()
         if stat.S_ISLNK(st.st_mode):
             self._entry(name, st.st_mode, os.readlink(path).encode(), mtime=int(st.st_mtime))
+        elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            # hard links (svinit's programs are links to one file): the data once, with the first name;
+            # the kernel links each later entry of the same ino (and nlink >= 2) to it
+            key = (st.st_dev, st.st_ino)
+            first = key not in self.links
+            if first:
+                self.links[key], self.ino = self.ino, self.ino + 1
+            data = path.read_bytes() if first else b""
+            self._entry(
+                name, st.st_mode, data, mtime=int(st.st_mtime), nlink=st.st_nlink, ino=self.links[key]
+            )
         elif stat.S_ISREG(st.st_mode):
             self._entry(name, st.st_mode, path.read_bytes(), mtime=int(st.st_mtime))
         elif stat.S_ISDIR(st.st_mode):

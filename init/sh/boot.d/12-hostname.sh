@@ -1,4 +1,5 @@
 # provides: hostname
+# where: vm
 # Sets the host name from /etc/hostname (else "svinit"). A container gets its name from its runtime.
 [ "$virt" = vm ] || { sv_skip "a container's runtime names it"; return 0; }
 name=svinit

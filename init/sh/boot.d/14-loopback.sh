@@ -1,4 +1,5 @@
 # provides: loopback
+# where: vm
 # Brings up the loopback interface. A container's runtime does that.
 [ "$virt" = vm ] || { sv_skip "a container's runtime brings up lo"; return 0; }
 # up already (the disk layout's initramfs brought it up: a root without ip or ifconfig boots the same)?

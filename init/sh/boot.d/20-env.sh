@@ -1,4 +1,5 @@
 # provides: env
+# where: container
 # The container's environment (docker run -e) as an envdir, /run/svinit/env, one file per variable:
 # a service reads it with `envdir /run/svinit/env CMD`. svscan and services otherwise start with a clean
 # environment. Values are cut at their first newline (envdir's rule). The values may be secrets

@@ -1,4 +1,5 @@
 # provides: root
+# where: vm
 # needs: modules
 # Checks the root filesystem (when /etc/fstab gives it a pass number, it is mounted read-only and no
 # initramfs checked it already), then

@@ -32,7 +32,9 @@ fi
   sv_error "there is no /service and it cannot be made (a read-only root): add it to the image"
   return 1
 }
-rm -f "/service/$SVINIT_SHUTDOWN_SERVICE" 2>/dev/null
+if [ -e "/service/$SVINIT_SHUTDOWN_SERVICE" ] || [ -L "/service/$SVINIT_SHUTDOWN_SERVICE" ]; then
+  rm -f "/service/$SVINIT_SHUTDOWN_SERVICE" 2>/dev/null
+fi
 scandir=/service
 if ! { true > /service/.svinit-writable; } 2>/dev/null; then
   scandir=$SVINIT_RUN/service

@@ -1,4 +1,5 @@
 # provides: localfs
+# where: vm
 # needs: root modules
 # Mounts the local filesystems of /etc/fstab (all but /, swap and noauto ones), each checked first when
 # its pass number says so. A device that is missing is skipped when the line says nofail. A bad line is

@@ -1,4 +1,5 @@
 # provides: random-seed
+# where: vm
 # needs: localfs
 # Feeds the seed saved at the last shutdown to the kernel's pool, then saves a fresh one, so a seed is
 # never used twice. Reading /dev/urandom this early can take a second (the kernel generates entropy

@@ -1,10 +1,12 @@
 # provides: vm-services
+# where: vm
 # needs: scandir
 # On a vm, links the services only a vm has into the scan directory: a getty on the serial console,
 # acpid (the ACPI power button powers off), and, with svinit.harness=TTY, a shell on TTY for a test
 # harness's commands. A vm of `svinit run --vm` (svinit.run) has no getty: its console is a log.
 [ "$virt" = vm ] || { sv_skip "getty and acpid are for a vm"; return 0; }
-scan=$(sv_scandir)
+sv_get_scandir
+scan=$SV_SCANDIR
 for d in "$SVINIT_LIB"/vm-services/*; do
   name=${d##*/}
   [ "$name" = harness ] && continue

@@ -21,17 +21,14 @@ sv_say() { printf 'svinit: %s\n' "$*" >&2; }
 sv_warn() { printf 'svinit: warning: %s\n' "$*" >&2; }
 sv_error() { printf 'svinit: error: %s\n' "$*" >&2; return 1; }
 
-# The scan directory svscan runs in (/service, or its copy in /run when /service is read-only).
-sv_scandir() {
-  { read -r _sv_d < "$SVINIT_RUN/scandir"; } 2>/dev/null && printf '%s\n' "$_sv_d" && return 0
-  printf '%s\n' /service
-}
+# The scan directory svscan runs in (/service, or its copy in /run when /service is read-only):
+# sv_get_scandir sets SV_SCANDIR (no subshell, which costs a fork), sv_scandir prints it.
+sv_get_scandir() { { read -r SV_SCANDIR < "$SVINIT_RUN/scandir"; } 2>/dev/null || SV_SCANDIR=/service; }
+sv_scandir() { sv_get_scandir && printf '%s\n' "$SV_SCANDIR"; }
 
-# container or vm: decided once by stage 1, read by everybody else.
-sv_virt() {
-  { read -r _sv_v < "$SVINIT_RUN/virt"; } 2>/dev/null && printf '%s\n' "$_sv_v" && return 0
-  printf '%s\n' "${SVINIT_VIRT:-vm}"
-}
+# container or vm: decided once by stage 1, read by everybody else (sv_get_virt sets SV_VIRT).
+sv_get_virt() { { read -r SV_VIRT < "$SVINIT_RUN/virt"; } 2>/dev/null || SV_VIRT=${SVINIT_VIRT:-vm}; }
+sv_virt() { sv_get_virt && printf '%s\n' "$SV_VIRT"; }
 
 # Is $1 a mount point? (/proc/mounts, no external command: busybox-static has no mountpoint applet.)
 sv_mounted() {
@@ -52,12 +49,30 @@ sv_skip() {
 # Sleeps a fraction of a second where sleep allows it (busybox and GNU do).
 sv_nap() { sleep "${1:-0.02}" 2>/dev/null || sleep 1; }
 
-# Milliseconds since boot, from /proc/uptime (no external command).
-sv_ms() {
-  read -r _sv_up _sv_rest < /proc/uptime
+# Milliseconds since boot, from /proc/uptime (no external command): sv_now sets SV_MS (no subshell, which
+# costs a fork), sv_ms prints it.
+# Without /proc (not mounted yet), 0: an arithmetic error would end the shell that runs this.
+sv_now() {
+  { read -r _sv_up _sv_rest < /proc/uptime; } 2>/dev/null || _sv_up=
+  case $_sv_up in [0-9]*.[0-9]*) ;; *) SV_MS=0 && return 0 ;; esac
   _sv_s=${_sv_up%.*}
   _sv_f=${_sv_up#*.}
-  printf '%s\n' $((_sv_s * 1000 + ${_sv_f#0} * 10))
+  SV_MS=$((_sv_s * 1000 + ${_sv_f#0} * 10))
+}
+sv_ms() { sv_now && printf '%s\n' "$SV_MS"; }
+
+# Sets SV_WHICH to where `PATH=$2 command -v $1` finds the program $1, without a subshell; 1 when none.
+sv_which() {
+  _sv_ifs=$IFS
+  IFS=:
+  for _sv_dir in $2""; do
+    IFS=$_sv_ifs
+    SV_WHICH=${_sv_dir:-.}/$1
+    [ -f "$SV_WHICH" ] && [ -x "$SV_WHICH" ] && return 0
+  done
+  IFS=$_sv_ifs
+  SV_WHICH=
+  return 1
 }
 
 # Is $1 a service directory svscan runs (a directory not starting with '.')?
@@ -74,16 +89,6 @@ sv_is_stoppable() {
   return 0
 }
 
-# The directories given whose supervise still runs, one per line (one svstat for all of them).
-sv_still_supervised() {
-  svstat "$@" 2>/dev/null | while IFS= read -r _sv_l; do
-    case $_sv_l in
-      *": supervise not running" | *": unable to "*) ;;
-      *) printf '%s\n' "${_sv_l%: *}" ;;
-    esac
-  done
-}
-
 # The pids of the services given that are up, one per line (one svstat for all of them).
 sv_up_pids() {
   svstat "$@" 2>/dev/null | while IFS= read -r _sv_l; do
@@ -93,30 +98,22 @@ sv_up_pids() {
   done
 }
 
-# Is the service in $1 up (its supervise running, run running)?
-sv_up() {
-  case $(svstat "$1" 2>/dev/null) in *": up (pid "*) return 0 ;; esac
-  return 1
-}
-
 # Waits until every service that should run (no `down` file) and every logger is up; at most $1 s.
+# (svwait: one process that returns as soon as they are, not a loop of svstat)
 sv_wait_up() {
-  _sv_end=$(( $(sv_ms) + ${1:-30} * 1000 ))
-  _sv_sd=$(sv_scandir)
-  while :; do
-    _sv_all=1
-    for _sv_d in "$_sv_sd"/*; do
-      sv_is_stoppable "$_sv_d" || continue
-      for _sv_x in "$_sv_d" "$_sv_d/log"; do
-        [ -d "$_sv_x" ] || continue
-        [ -e "$_sv_x/down" ] && continue
-        sv_up "$_sv_x" || { _sv_all=; break 2; }
-      done
+  sv_get_scandir
+  _sv_sd=$SV_SCANDIR
+  set -- "${1:-30}"
+  for _sv_d in "$_sv_sd"/*; do
+    sv_is_stoppable "$_sv_d" || continue
+    for _sv_x in "$_sv_d" "$_sv_d/log"; do
+      [ -d "$_sv_x" ] && [ ! -e "$_sv_x/down" ] && set -- "$@" "$_sv_x"
     done
-    [ -n "$_sv_all" ] && return 0
-    [ "$(sv_ms)" -ge "$_sv_end" ] && return 1
-    sv_nap 0.01
   done
+  _sv_t=$1
+  shift
+  [ $# -eq 0 ] && return 0
+  svwait -u -t $((_sv_t * 1000)) "$@" > /dev/null
 }
 
 # Asks for a clean shutdown: ACTION is poweroff, reboot or halt; the first request wins. Under svinit's
@@ -124,9 +121,10 @@ sv_wait_up() {
 # needs no slot among its services (a full svscan, 1000 services, still stops). Under djb's svscan, as
 # the seed: the shutdown service is linked into the scan directory, and svscan runs it.
 sv_request() {
-  mkdir -p "$SVINIT_RUN" || return 1
+  [ -d "$SVINIT_RUN" ] || mkdir -p "$SVINIT_RUN" || return 1
   [ -e "$SVINIT_RUN/action" ] || echo "$1" > "$SVINIT_RUN/action"
-  _sv_sd=$(sv_scandir)
+  sv_get_scandir
+  _sv_sd=$SV_SCANDIR
   if svscanctl -a "$_sv_sd" 2>/dev/null; then
     mkdir "$SVINIT_RUN/shutdown.started" 2>/dev/null || return 0
     # no terminal's hangup or Ctrl-C stops it halfway; its messages go to the console
@@ -144,29 +142,19 @@ sv_request() {
 }
 
 # Stops the services given as arguments (svc -dx), waits until their supervise processes are gone, at
-# most $SV_GRACE s, then kills what is left (svc -kx) and waits at most 1 s more. Returns at once when
-# everything has stopped.
+# most $SV_GRACE s, then kills what is left (svc -kx) and waits at most 1 s more. Returns as soon as
+# everything has stopped: svwait -d hears each supervise exit (no polling).
 sv_stop() {
   [ $# -eq 0 ] && return 0
-  _sv_t0=$(sv_ms)
   svc -dx "$@" 2>/dev/null
-  _sv_end=$((_sv_t0 + ${SV_GRACE:-3} * 1000))
-  _sv_killed=
-  while :; do
-    _sv_left=$(sv_still_supervised "$@")
-    [ -z "$_sv_left" ] && break
-    _sv_now=$(sv_ms)
-    if [ "$_sv_now" -ge "$_sv_end" ]; then
-      _sv_left=$(printf '%s' "$_sv_left" | tr '\n' ' ')
-      [ -n "$_sv_killed" ] && { sv_warn "still running after KILL: $_sv_left"; return 1; }
-      sv_warn "still running after ${SV_GRACE:-3} s, killing: $_sv_left"
-      svc -kx "$@" 2>/dev/null
-      _sv_killed=1
-      _sv_end=$((_sv_now + 1000))
-    fi
-    sv_nap 0.01
-  done
-  return 0
+  _sv_left=$(svwait -d -t $((${SV_GRACE:-3} * 1000)) "$@") && return 0
+  _sv_left=$(printf '%s' "$_sv_left" | tr '\n' ' ')
+  sv_warn "still running after ${SV_GRACE:-3} s, killing: $_sv_left"
+  svc -kx "$@" 2>/dev/null
+  _sv_left=$(svwait -d -t 1000 "$@") && return 0
+  _sv_left=$(printf '%s' "$_sv_left" | tr '\n' ' ')
+  sv_warn "still running after KILL: $_sv_left"
+  return 1
 }
 
 # The runlevel NAME: services named in some $SVINIT_ETC/runlevels/*/ are up in the runlevels that name
@@ -175,7 +163,8 @@ sv_stop() {
 sv_runlevel() {
   _sv_lvl=$SVINIT_ETC/runlevels/$1
   [ -d "$_sv_lvl" ] || { sv_error "runlevel '$1' does not exist (no directory $_sv_lvl)"; return 1; }
-  _sv_sd=$(sv_scandir)
+  sv_get_scandir
+  _sv_sd=$SV_SCANDIR
   _sv_seen=/  # each name as /NAME/: a name holds no '/'
   for _sv_e in "$SVINIT_ETC"/runlevels/*/*; do
     [ -e "$_sv_e" ] || [ -L "$_sv_e" ] || continue

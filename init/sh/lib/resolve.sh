@@ -3,6 +3,7 @@
 # A drop-in declares, in comment lines at its top:
 #   # provides: NAME...    (default: its file name without a leading "NN-" and the ".sh")
 #   # needs: NAME...       (what must have run before it)
+#   # where: vm|container  (it applies there only: stage 1 skips it elsewhere without starting it)
 # sv_resolve FILE... sets SV_ORDER to the files that can run, dependencies first and otherwise in the
 # order given, one per line. A dependency cycle, or a need that nothing provides, is reported on stderr
 # naming the scripts; those scripts, and every script that needs them, are left out.
@@ -44,6 +45,21 @@ _sv_headers() {  # $1: index, $2: path
 }
 
 _sv_base() { _sv_b=${1##*/}; }
+
+# sv_where FILE: sets SV_WHERE to FILE's "# where:" header, empty when it has none (it runs everywhere).
+sv_where() {
+  SV_WHERE=
+  while IFS= read -r _sv_line || [ -n "$_sv_line" ]; do
+    case $_sv_line in
+      '#'*where:*) SV_WHERE=${_sv_line#*where:} ;;
+      '#'* | '') ;;
+      *) break ;;
+    esac
+  done < "$1"
+  # shellcheck disable=SC2086 # its words, spaces trimmed
+  set -- $SV_WHERE
+  SV_WHERE=$*
+}
 
 _sv_reject() {  # $1: index, $2: why; reports drop-in $1 as not run, once
   eval "_sv_st=\${_sv_s_$1}"
@@ -132,4 +148,59 @@ sv_resolve() {
     _sv_visit "$_sv_i" || :
     _sv_i=$((_sv_i + 1))
   done
+}
+
+# The order resolved ahead (install.sh writes $SVINIT_LIB/boot.order with sv_order_write): stage 1 does
+# not resolve again while the drop-ins are the ones it was made from.
+#   sv_order CACHE FILE...   sets SV_ORDER as sv_resolve FILE... does: from CACHE when CACHE was made
+#                            from these very arguments and no drop-in is newer than it; else it resolves
+#                            (and reports cycles and missing needs).
+#   sv_order_write CACHE PREFIX FILE...   resolves FILE... and writes CACHE, PREFIX removed from every
+#                            path (the install tree's DESTDIR); 1 when a drop-in cannot run.
+# CACHE: the arguments, one a line, a line "--", then the order, one a line.
+sv_order() {
+  _sv_cache=$1
+  shift
+  _sv_cached "$_sv_cache" "$@" && return 0
+  sv_resolve "$@"
+}
+
+# (-nt only reads CACHE: SC2094 mistakes it for a write)
+# shellcheck disable=SC2094
+_sv_cached() {  # CACHE FILE...
+  _sv_cf=$1
+  shift
+  [ -f "$_sv_cf" ] || return 1
+  SV_ORDER=
+  _sv_args=1
+  while IFS= read -r _sv_line; do
+    if [ -z "$_sv_args" ]; then
+      SV_ORDER="$SV_ORDER$_sv_line
+"
+    elif [ "$_sv_line" = -- ]; then
+      [ $# -eq 0 ] || return 1
+      _sv_args=
+    else
+      [ $# -gt 0 ] && [ "$_sv_line" = "$1" ] || return 1
+      # (test's -nt: dash, bash, busybox ash and POSIX 2024 have it)
+      # shellcheck disable=SC3013
+      if [ -e "$1" ] && [ "$1" -nt "$_sv_cf" ]; then return 1; fi
+      shift
+    fi
+  done < "$_sv_cf"
+  [ -z "$_sv_args" ]
+}
+
+sv_order_write() {
+  _sv_cache=$1
+  _sv_prefix=$2
+  shift 2
+  _sv_errors=$({ sv_resolve "$@" 2>&1 >/dev/null; } 2>&1)
+  sv_resolve "$@" 2>/dev/null
+  [ -z "$_sv_errors" ] || { printf '%s\n' "$_sv_errors" >&2; return 1; }
+  {
+    for _sv_a in "$@"; do printf '%s\n' "${_sv_a#"$_sv_prefix"}"; done
+    echo --
+    printf '%s' "$SV_ORDER" | while IFS= read -r _sv_a; do printf '%s\n' "${_sv_a#"$_sv_prefix"}"; done
+  } > "$_sv_cache"
 }

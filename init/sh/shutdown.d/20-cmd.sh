@@ -2,9 +2,11 @@
 # and waits for the front process to record its exit code.
 if [ -r "$SVINIT_RUN/cmd.pid" ]; then
   { read -r cmdpid < "$SVINIT_RUN/cmd.pid"; } 2>/dev/null && kill -TERM "$cmdpid" 2>/dev/null
-  end=$(( $(sv_ms) + SVINIT_GRACE * 1000 ))
-  while [ -e "$SVINIT_RUN/cmd.pid" ] && [ "$(sv_ms)" -lt "$end" ]; do sv_nap 0.01; done
+  sv_now
+  end=$((SV_MS + SVINIT_GRACE * 1000))
+  while [ -e "$SVINIT_RUN/cmd.pid" ] && sv_now && [ "$SV_MS" -lt "$end" ]; do sv_nap 0.01; done
   [ -e "$SVINIT_RUN/cmd.pid" ] && { sv_warn "CMD still running after ${SVINIT_GRACE} s: killing it"; kill -KILL "$cmdpid" 2>/dev/null; }
-  end=$(( $(sv_ms) + 1000 ))
-  while [ ! -e "$SVINIT_RUN/exitcode" ] && [ "$(sv_ms)" -lt "$end" ]; do sv_nap 0.01; done
+  sv_now
+  end=$((SV_MS + 1000))
+  while [ ! -e "$SVINIT_RUN/exitcode" ] && sv_now && [ "$SV_MS" -lt "$end" ]; do sv_nap 0.01; done
 fi

@@ -6,4 +6,5 @@ for d in "$scandir"/*; do
 done
 SV_GRACE=$SVINIT_LOG_GRACE sv_stop "$@"
 [ -d "$scandir/svscan-log" ] && SV_GRACE=$SVINIT_LOG_GRACE sv_stop "$scandir/svscan-log"
-sv_say "$action: services and loggers stopped in $(( $(sv_ms) - t0 )) ms"
+sv_now
+sv_say "$action: services and loggers stopped in $((SV_MS - t0)) ms"

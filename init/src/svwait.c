@@ -1,0 +1,120 @@
+/*
+ * svwait: waits until services are up, or their supervise processes gone, and returns as soon as that
+ * holds (the shutdown's and the front process's waits, which used to poll svstat from sh).
+ *
+ *   svwait -u|-d [-t MS] dir...
+ *
+ *   -u  until every DIR is up: its supervise runs (supervise/ok has a reader) and supervise/status
+ *       names a pid (what svstat shows as "up (pid N)"). Checked every POLL_UP_MS.
+ *   -d  until the supervise of every DIR has exited: svwait holds supervise/ok open for writing and
+ *       the kernel tells it (POLLERR) when its last reader, supervise, is gone: no polling. With any
+ *       supervise that holds ok open, djb's included. A DIR whose ok cannot be opened (no FIFO, no
+ *       reader, no permission) counts as gone, as svstat's "supervise not running" / "unable to".
+ *   -t  at most MS milliseconds (default: no limit; 0: look once).
+ *
+ * Exits 0 when the condition holds for every DIR; 1 at the time limit, printing each DIR for which it
+ * does not, one a line; 100 for bad usage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include "sv.h"
+
+#define USAGE "svwait -u|-d [-t MS] dir..."
+#define POLL_UP_MS 5
+
+static char path[PATH_MAX];
+
+static const char *in(const char *dir, const char *file)
+{
+  if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path) return "/nonexistent/name-too-long";
+  return path;
+}
+
+/* Is DIR up: supervise running, a pid in its status? */
+static int up(const char *dir)
+{
+  unsigned char buf[SV_STATUS_LEN];
+  struct sv_status st;
+  ssize_t r;
+  int fd = open(in(dir, SV_OK), O_WRONLY | O_NDELAY | O_CLOEXEC);
+  if (fd == -1) return 0;
+  close(fd);
+  fd = open(in(dir, SV_STATUS), O_RDONLY | O_NDELAY | O_CLOEXEC);
+  if (fd == -1) return 0;
+  do r = read(fd, buf, sizeof buf); while (r == -1 && errno == EINTR);
+  close(fd);
+  return r >= SV_STATUS_DJB && sv_status_unpack(buf, (size_t)r, &st) >= SV_STATUS_DJB && st.pid != 0;
+}
+
+static int wait_up(char **dirs, int n, int64_t end)
+{
+  int i = 0;
+  for (;;) {
+    while (i < n && up(dirs[i])) ++i;  /* once up, not looked at again: a restart is no stop */
+    if (i == n) return 0;
+    if (end >= 0 && sv_now_ms() >= end) break;
+    usleep(POLL_UP_MS * 1000);
+  }
+  for (; i < n; ++i) if (!up(dirs[i])) printf("%s\n", dirs[i]);
+  return 1;
+}
+
+static int wait_down(char **dirs, int n, int64_t end)
+{
+  struct pollfd *p = calloc((size_t)n, sizeof *p);
+  struct rlimit rl;
+  int left = 0;
+  /* one descriptor a directory: as many as allowed */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (!p) sv_die(EXIT_TEMP, "out of memory");
+  for (int i = 0; i < n; ++i) {
+    p[i].fd = open(in(dirs[i], SV_OK), O_WRONLY | O_NDELAY | O_CLOEXEC);
+    p[i].events = 0;  /* POLLERR comes unasked, once no reader is left */
+    if (p[i].fd == -1 && errno == EMFILE) sv_die(EXIT_TEMP, "unable to open %s: too many directories at once", path);
+    if (p[i].fd != -1) ++left;
+  }
+  while (left > 0) {
+    int64_t ms = -1;
+    if (end >= 0) { ms = end - sv_now_ms(); if (ms < 0) ms = 0; }
+    int r = poll(p, (nfds_t)n, ms > INT_MAX ? INT_MAX : (int)ms);
+    if (r == -1 && errno != EINTR) sv_diesys(EXIT_TEMP, "unable to poll");
+    for (int i = 0; r > 0 && i < n; ++i)
+      if (p[i].fd != -1 && p[i].revents) { close(p[i].fd); p[i].fd = -1; --left; }
+    if (r == 0 && left > 0 && end >= 0 && sv_now_ms() >= end) break;
+  }
+  for (int i = 0; i < n; ++i) if (p[i].fd != -1) printf("%s\n", dirs[i]);
+  return left > 0;
+}
+
+int svwait_main(int argc, char **argv)
+{
+  int mode = 0, opt;
+  int64_t limit = -1;
+  char *e;
+  sv_progname = "svwait";
+  while ((opt = getopt(argc, argv, "udt:")) != -1) {
+    switch (opt) {
+    case 'u': case 'd': mode = opt; break;
+    case 't':
+      limit = strtoll(optarg, &e, 10);
+      if (!*optarg || *e || limit < 0) sv_usage(USAGE);
+      break;
+    default: sv_usage(USAGE);
+    }
+  }
+  if (!mode || optind >= argc) sv_usage(USAGE);
+  int64_t end = limit < 0 ? -1 : sv_now_ms() + limit;
+  int rc = mode == 'u' ? wait_up(argv + optind, argc - optind, end) : wait_down(argv + optind, argc - optind, end);
+  if (fflush(stdout) == EOF) sv_diesys(EXIT_TEMP, "unable to write");
+  return rc;
+}
