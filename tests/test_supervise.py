@@ -118,6 +118,7 @@ trap 'echo USR1 >> {marker}' USR1
 trap 'echo USR2 >> {marker}' USR2
 trap 'echo QUIT >> {marker}' QUIT
 trap 'echo TERM >> {marker}; exit 0' TERM
+touch {marker}.ready
 while :; do sleep 0.05; done""",
         down=True,
     )
@@ -126,6 +127,7 @@ while :; do sleep 0.05; done""",
     assert pid_of(d) == 0 and state_of(d) == "d"
     control(d, b"u")
     pid = s.ns.host_pid(wait_for(lambda: pid_of(d), what="svc -u to start run"))
+    wait_for(lambda: Path(f"{marker}.ready").exists(), what="run's traps set")  # a signal before: default
     for letter, name in [
         (b"h", "HUP"),
         (b"a", "ALRM"),
@@ -182,10 +184,13 @@ def test_finish_gets_exit_code_and_signal(supervised, tmp_path):
 
 
 def test_term_stops_the_service_then_exits(supervised, tmp_path):
-    marker = tmp_path / "stopped"
-    d = make_service(tmp_path, "a", f"trap 'echo bye > {marker}; exit 0' TERM\nwhile :; do sleep 0.05; done")
+    marker, ready = tmp_path / "stopped", tmp_path / "ready"
+    d = make_service(
+        tmp_path, "a", f"trap 'echo bye > {marker}; exit 0' TERM\ntouch {ready}\nwhile :; do sleep 0.05; done"
+    )
     s = supervised(d)
     pid = s.ns.host_pid(wait_for(lambda: pid_of(d)))
+    wait_for(ready.exists, what="run's trap set")  # a TERM before it would end the shell by default
     os.kill(s.supervise_pid(), signal.SIGTERM)
     wait_for(lambda: "supervise exited 0" in s.output(), what="supervise to exit after TERM")
     assert marker.read_text() == "bye\n"
@@ -267,13 +272,16 @@ def test_usage(init_bin):
 
 
 def test_down_signal_file_names_the_signal_d_sends(supervised, tmp_path):
-    marker = tmp_path / "got"
+    marker, ready = tmp_path / "got", tmp_path / "ready"
     d = make_service(
-        tmp_path, "a", f"trap '' TERM\ntrap 'echo HUP > {marker}; exit 0' HUP\nwhile :; do sleep 0.05; done"
+        tmp_path,
+        "a",
+        f"trap '' TERM\ntrap 'echo HUP > {marker}; exit 0' HUP\ntouch {ready}\nwhile :; do sleep 0.05; done",
     )
     (d / "down-signal").write_text("SIGHUP\n")
     supervised(d)
-    wait_for(lambda: pid_of(d))
+    # the traps are set before ready: a HUP sent earlier would end the shell (1 run in ~600 did)
+    wait_for(lambda: pid_of(d) and ready.exists(), what="run's traps set")
     control(d, b"d")
     wait_for(lambda: pid_of(d) == 0, what="down through SIGHUP")
     assert marker.read_text() == "HUP\n"
