@@ -224,8 +224,7 @@ def clean(dry_run: bool = False, client=None, all_owners: bool = False, run: str
         if not dry_run:
             shutil.rmtree(path, ignore_errors=True)
             record.unlink(missing_ok=True)
-    _clean_containers(out, dry_run, client, all_owners, verb, run)
-    _clean_networks(out, dry_run, client, all_owners, verb, run)
+    _clean_docker(out, dry_run, client, all_owners, verb, run)
     return out
 
 
@@ -236,72 +235,49 @@ def _dead(labels: dict[str, str] | None, all_owners: bool) -> tuple[bool, str, b
     return not (alive or (alive is None and not all_owners)), mark, alive
 
 
-def _clean_containers(
-    out: Cleanup, dry_run: bool, client, all_owners: bool, verb: str, run: str | None = None
-) -> None:
+def _remove_network(n) -> None:
+    n.reload()
+    for c in n.containers:  # another run's container left on it (its own were removed)
+        n.disconnect(c, force=True)
+    n.remove()
+
+
+def _clean_docker(out: Cleanup, dry_run: bool, client, all_owners: bool, verb: str, run: str | None) -> None:
+    """Removes the labelled containers, then networks (svinit.network), of killed runs (of *run* only,
+    when given: then nothing is reported kept)."""
     import docker.errors
 
     from svinit.dockerd import docker_client
     from svinit.errors import SvinitError
 
-    try:
-        client = client or docker_client()
-        label = LABEL if run is None else f"{RUN_LABEL}={run}"
-        containers = client.containers.list(all=True, filters={"label": label})
-    except (SvinitError, docker.errors.DockerException) as e:
-        if run is None:
-            out.kept.append(f"containers: not looked at: {e}")
-        return
-    for c in containers:
-        dead, mark, alive = _dead(c.labels, all_owners)
-        if not dead:
+    label = LABEL if run is None else f"{RUN_LABEL}={run}"
+    kinds = (
+        ("container", lambda: client.containers.list(all=True, filters={"label": label}),
+         lambda c: c.labels, lambda c: c.remove(force=True), lambda c: f"{c.short_id}, {c.status}"),
+        ("network", lambda: client.networks.list(filters={"label": label}),
+         lambda n: n.attrs.get("Labels"), _remove_network, lambda n: n.short_id),
+    )  # fmt: skip
+    for kind, listed, labels_of, remove, detail in kinds:
+        try:
+            client = client or docker_client()
+            items = listed()
+        except (SvinitError, docker.errors.DockerException) as e:
             if run is None:
-                out.kept.append(
-                    f"container {c.name}: its run ({mark}) is {'alive' if alive else 'on another host'}"
-                )
+                out.kept.append(f"{kind}s: not looked at: {e}")
             continue
-        if not dry_run:
-            try:
-                c.remove(force=True)
-            except docker.errors.NotFound:
+        for x in items:
+            dead, mark, alive = _dead(labels_of(x), all_owners)
+            if not dead:
+                if run is None:
+                    where = "alive" if alive else "on another host"
+                    out.kept.append(f"{kind} {x.name}: its run ({mark}) is {where}")
                 continue
-        out.removed.append(f"{verb} container {c.name} ({c.short_id}, {c.status})")
-
-
-def _clean_networks(
-    out: Cleanup, dry_run: bool, client, all_owners: bool, verb: str, run: str | None = None
-) -> None:
-    """Removes the Docker networks (svinit.network) of killed runs, after their containers."""
-    import docker.errors
-
-    from svinit.dockerd import docker_client
-    from svinit.errors import SvinitError
-
-    try:
-        client = client or docker_client()
-        label = LABEL if run is None else f"{RUN_LABEL}={run}"
-        networks = client.networks.list(filters={"label": label})
-    except (SvinitError, docker.errors.DockerException) as e:
-        if run is None:
-            out.kept.append(f"networks: not looked at: {e}")
-        return
-    for n in networks:
-        dead, mark, alive = _dead(n.attrs.get("Labels"), all_owners)
-        if not dead:
-            if run is None:
-                out.kept.append(
-                    f"network {n.name}: its run ({mark}) is {'alive' if alive else 'on another host'}"
-                )
-            continue
-        if not dry_run:
-            try:
-                n.reload()
-                for c in n.containers:  # another run's container left on it (its own were removed)
-                    n.disconnect(c, force=True)
-                n.remove()
-            except docker.errors.NotFound:
-                continue
-            except docker.errors.APIError as e:
-                out.kept.append(f"network {n.name}: could not be removed: {e}")
-                continue
-        out.removed.append(f"{verb} network {n.name} ({n.short_id})")
+            if not dry_run:
+                try:
+                    remove(x)
+                except docker.errors.NotFound:
+                    continue
+                except docker.errors.APIError as e:
+                    out.kept.append(f"{kind} {x.name}: could not be removed: {e}")
+                    continue
+            out.removed.append(f"{verb} {kind} {x.name} ({detail(x)})")

@@ -14,6 +14,7 @@ import pytest
 
 from svinit.disks import make_data_disk, verify_disk
 from svinit.qemu.snapshot import SnapshotError
+from tests.util import vm_file_options
 
 
 @pytest.fixture
@@ -106,17 +107,7 @@ def test_the_plugins_snapshot_option_boots_the_first_vm_and_resumes_the_others(
 
     monkeypatch.setenv("SVINIT_CACHE", str(cache_dir()))
     pytester.makepyfile(PLUGIN_TEST)
-    cmdline = pytester.path / "cmdline"
-    cmdline.write_text(svinit_vm_files.cmdline + "\n")
-    args = [
-        "--svinit-kernel",
-        str(svinit_vm_files.kernel),
-        "--svinit-initrd",
-        str(svinit_vm_files.initrd),
-        f"--svinit-cmdline=@{cmdline}",
-        "-p",
-        "no:cacheprovider",
-    ]
+    args = vm_file_options(svinit_vm_files, pytester.path)
     result = pytester.runpytest_subprocess(*args, "--svinit-vm-snapshot")
     result.assert_outcomes(passed=2)
     result = pytester.runpytest_subprocess(*args)  # without it, both boot

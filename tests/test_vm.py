@@ -22,6 +22,7 @@ from svinit.qemu.channel import _assign
 from svinit.qemu.console import clean
 from svinit.qemu.definition import DefinitionError, MachineDefinition
 from svinit.qemu.machine import QemuMachine
+from tests.util import vm_file_options
 
 SERVICES = [
     "acpid",
@@ -378,17 +379,7 @@ def test_plugin_vm_fixture_with_the_options_and_the_failure_report(
     # pytester gives the inner pytest a HOME of its own: keep svinit's cache (the KVM probe's verdict)
     monkeypatch.setenv("SVINIT_CACHE", str(svinit_cache))
     pytester.makepyfile(PLUGIN_TEST)
-    cmdline = pytester.path / "cmdline"
-    cmdline.write_text(svinit_vm_files.cmdline + "\n")
-    result = pytester.runpytest_subprocess(
-        "--svinit-kernel",
-        str(svinit_vm_files.kernel),
-        "--svinit-initrd",
-        str(svinit_vm_files.initrd),
-        f"--svinit-cmdline=@{cmdline}",
-        "-p",
-        "no:cacheprovider",
-    )
+    result = pytester.runpytest_subprocess(*vm_file_options(svinit_vm_files, pytester.path))
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [

@@ -12,6 +12,15 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 TEST_REPOSITORY = "svinit-test"
 
 
+def vm_file_options(files, folder) -> list[str]:
+    """The plugin's options that boot *files* (an svinit_vm_files) in a pytester run: the kernel, the
+    initramfs, and the command line written to a file of *folder*."""
+    cmdline = folder / "cmdline"
+    cmdline.write_text(files.cmdline + "\n")
+    options = ["--svinit-kernel", str(files.kernel), "--svinit-initrd", str(files.initrd)]
+    return [*options, f"--svinit-cmdline=@{cmdline}", "-p", "no:cacheprovider"]
+
+
 def worker_tag(name: str) -> str:
     """The tag of a test image *name* for this worker: two workers never build or commit over each
     other's image (test_dist's broken images differ per test)."""
@@ -22,6 +31,7 @@ __all__ = [
     "WORKER",
     "TEST_REPOSITORY",
     "worker_tag",
+    "vm_file_options",
     "PidNamespace",
     "Scanner",
     "children_of",
