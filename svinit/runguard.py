@@ -7,9 +7,10 @@
 - SIGTERM (a CI job cancelled, ``timeout``) ends the run as Ctrl-C does: the first raises
   KeyboardInterrupt, so pytest stops and every fixture's teardown stops and removes its machines; a
   second SIGTERM kills at once.
-- When the run ends, that first process removes what its run left and whose owner is gone (a worker
-  that pytest-xdist killed when the run was interrupted, before its teardown ran): containers, QEMU
-  processes, temporary directories (:func:`svinit.leftovers.clean` with ``run``), and says so.
+- When a run with pytest-xdist workers ends, its first process removes what its run left and whose
+  owner is gone (a worker that pytest-xdist killed when the run was interrupted, before its teardown
+  ran): containers, QEMU processes, temporary directories (:func:`svinit.leftovers.clean` with
+  ``run``), and says so. A run without workers tears its own machines down; nothing more is looked at.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _PREVIOUS in config.stash and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if _is_worker(config) or not os.environ.get(RUN_ENV):
+    # only a run with workers can leave a dead worker's machines: a run without has torn its own down
+    # (no docker or harness folder looked at then)
+    if _is_worker(config) or not os.environ.get(RUN_ENV) or not config.pluginmanager.has_plugin("dsession"):
         return
     done = clean(run=os.environ[RUN_ENV])
     if done.removed:
