@@ -1029,3 +1029,29 @@ def test_svwait_usage(ours):
     for args in ([], ["-u"], ["-x", "d"], ["-d", "-t", "x", "d"], ["-d", "-t", "-1", "d"]):
         res = run([ours / "svwait", *args])
         assert res.rc == 100 and b"svwait: usage: svwait -u|-d [-t MS] dir..." in res.err, (args, res)
+
+
+# --- svstamp (svinit's: the shutdown's report of when each service went down) --------------------------
+
+
+def test_svstamp_prints_each_services_last_change(ours, service, tmp_path):
+    """One line a DIR: the TAI64N of supervise/status's first 12 bytes (djb's record and svinit's alike),
+    a new one after svc -d, and a bare @ for a DIR without a status; usage errors exit 100."""
+    s = service()
+    s.wait_up()
+    missing = tmp_path / "nosuch"
+    res = run([ours / "svstamp", s.dir, missing])
+    head = (Path(s.dir) / "supervise" / "status").read_bytes()[:12].hex()
+    assert res == Result(0, f"{s.dir} @{head}\n{missing} @\n".encode(), b"")
+    run([ours / "svc", "-d", s.dir])
+    deadline = time.monotonic() + 10
+    while (Path(s.dir) / "supervise" / "status").read_bytes()[:12].hex() == head:
+        assert time.monotonic() < deadline, "supervise did not record the service's stop"
+        time.sleep(0.05)
+    after = run([ours / "svstamp", s.dir])
+    assert after.out.decode().split() == [
+        str(s.dir),
+        "@" + (Path(s.dir) / "supervise/status").read_bytes()[:12].hex(),
+    ]
+    assert after.out != res.out.splitlines(keepends=True)[0]
+    assert run([ours / "svstamp"]).rc == 100

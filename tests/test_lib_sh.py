@@ -153,6 +153,65 @@ def test_modules_load_in_batches_and_a_failure_names_its_module(shell, tmp_path)
     assert "skipped: module nocpu did not load (optional)" in r.stderr and "module c " not in r.stderr
 
 
+@pytest.mark.parametrize("shell", [["dash"], ["bash", "--posix"]], ids=lambda s: s[0])
+def test_modules_for_a_virtio_device_load_only_when_the_vm_has_one(shell, tmp_path):
+    """load@virtio:N lines load after the unconditional ones, and only when a virtio device of type N
+    is there (its sysfs 'device' file: 0x0009 for a 9p share); the others are skipped without a call."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "modprobe").write_text('#!/bin/sh\necho "$*" >> "$LOG"\n')
+    (bin_ / "modprobe").chmod(0o755)
+    devices = tmp_path / "virtio"
+    for n, kind in (("virtio0", "0x0002"), ("virtio1", "0x0009")):
+        (devices / n).mkdir(parents=True)
+        (devices / n / "device").write_text(kind + "\n")
+    (tmp_path / "modules.load").write_text(
+        "load virtio_pci\nload@virtio:1 failover\nload@virtio:1 virtio_net\nload ext4\n"
+        "load@virtio:9 9pnet\nload@virtio:9 9p\ntry@virtio:9 opt9\nload evdev\n"
+    )
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "SVINIT_RUN": str(tmp_path)}
+    env |= {"SVINIT_ETC": str(tmp_path), "SVINIT_LIB": str(LIB.parent), "SV_VIRTIO_DEVICES": str(devices)}
+    script = f'. {LIB}; virt=vm; SV_SCRIPT=10-modules.sh; run() {{ . {MODULES}; }}; run; echo "rc=$?"'
+    r = subprocess.run([*shell, "-c", script], capture_output=True, text=True, env=env)
+    calls = (tmp_path / "log").read_text().splitlines()
+    assert calls == ["-a virtio_pci ext4 evdev", "-a 9pnet 9p", "-qa opt9"]
+    assert (r.stdout, r.stderr) == ("rc=0\n", "")
+
+
+SWAP = ROOT / "init" / "sh" / "boot.d" / "32-swap.sh"
+
+
+@pytest.mark.parametrize(
+    "fstab, calls",
+    [
+        ("LABEL=sw none swap sw 0 0\n", ["-a"]),
+        ("# a swap line: none swap sw\n/dev/vdb /data ext4 defaults 0 2\n", []),
+        ("", []),
+    ],
+    ids=["swap", "comment-only", "empty"],
+)
+def test_swap_is_turned_on_only_when_fstab_has_a_swap_line(fstab, calls, tmp_path):
+    """32-swap.sh reads fstab itself (no grep): swapon -a for a swap line, nothing for a comment that
+    says swap or an fstab without one. The fstab is given by a private mount namespace's /etc."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "swapon").write_text('#!/bin/sh\necho "$*" >> "$LOG"\n')
+    (bin_ / "swapon").chmod(0o755)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "fstab").write_text(fstab)
+    (tmp_path / "log").write_text("")
+    script = f"mount --bind {etc} /etc && . {LIB} && virt=vm && run() {{ . {SWAP}; }} && run; echo rc=$?"
+    r = subprocess.run(
+        ["unshare", "--mount", "dash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{bin_}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "SVINIT_RUN": str(tmp_path)},
+    )
+    assert (r.stdout, r.stderr) == ("rc=0\n", "")
+    assert (tmp_path / "log").read_text().splitlines() == calls
+
+
 @pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
 def test_sv_now_without_proc_gives_0_and_the_shell_goes_on(shell, tmp_path):
     """Stage 1 can start before /proc is mounted (a chroot whose /proc another process mounts): reading

@@ -20,7 +20,7 @@ import pytest
 
 from svinit import ROOT
 from svinit.build import DEBIAN_IMAGE, build_container, build_vm, vm_dir
-from svinit.qemu.run import FAILED, RunError, RunSpec, Share, parse_env, run_verdict
+from svinit.qemu.run import FAILED, RunError, RunSpec, Share, parse_env, run_verdict, spec_initrd
 
 SVINIT = shutil.which("svinit") or str(ROOT / ".venv/bin/svinit")
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86_64")
@@ -104,14 +104,30 @@ def test_the_spec_quotes_every_word(tmp_path):
             "-c",
             '. "$1"; for w in "$@"; do printf "[%s]" "$w"; done',
             "sh",
-            str(tmp_path / "spec" / "cmd"),
+            str(tmp_path / "spec" / "run.cmd"),
         ],
         capture_output=True,
         text=True,
     ).stdout
     assert out == "".join(f"[{w}]" for w in words)
     assert (tmp_path / "spec" / "mounts").read_text() == "svinit.v0 ro /h\n"
-    assert (tmp_path / "spec" / "tty").read_text() == "24 80\n"
+    assert (tmp_path / "spec" / "run.tty").read_text() == "24 80\n"
+
+
+def test_the_spec_travels_in_a_cpio_appended_to_the_initramfs(tmp_path):
+    """The guest's kernel unpacks the initramfs, then the spec's archive, at a 4-byte boundary, as
+    /.svinit-run: GNU cpio reads that second archive and finds the spec's files, byte for byte."""
+    RunSpec(["true"], {"X": "a b"}).write(tmp_path / "spec")
+    (tmp_path / "base.img").write_bytes(b"070701" + b"x" * 7)  # any length: padded after it
+    out = spec_initrd(tmp_path / "base.img", tmp_path / "spec", tmp_path / "initrd.img")
+    data = out.read_bytes()
+    assert data.startswith(b"070701xxxxxxx" + b"\x00" * 3 + b"070701")
+    (tmp_path / "x").mkdir()
+    subprocess.run(["cpio", "-id", "--quiet"], input=data[16:], cwd=tmp_path / "x", check=True)
+    got = tmp_path / "x" / ".svinit-run"
+    assert (got / "run.cmd").read_text() == "set -- true\n"
+    assert (got / "env" / "X").read_text() == "a b\n"
+    assert (got / "mounts").read_text() == ""
 
 
 def test_run_without_vm_refuses_vm_options():

@@ -5,7 +5,7 @@
 #   /usr/lib/svinit/bin/          the C programs (hard links to one multi-call file, which runs the program
 #                                 its name says) and the commands poweroff, reboot, halt, shutdown, runlevel
 #   /usr/lib/svinit/VERSION       the version, which /init checks against its own (no mixed versions)
-#   /usr/lib/svinit/              stage1, lib.sh, resolve.sh, front, vm-front, shutdown, final.sh, the shutdown service
+#   /usr/lib/svinit/              stage1, lib.sh, resolve.sh, modules.sh, front, vm-front, shutdown, final.sh, the shutdown service
 #   /usr/lib/svinit/boot.d, shutdown.d   the drop-ins; boot.order, the boot drop-ins' order resolved here
 #   /usr/lib/svinit/stopped-supervise    the supervise svscan finds during the shutdown: it exits at once
 #   /usr/lib/svinit/svscan/       svscan's hooks, linked from /service/.svscan
@@ -62,7 +62,7 @@ done
 mkdir -p "$L"
 printf '%s\n' "${VERSION:?install.sh: VERSION must be set}" > "$L/VERSION"
 chmod 0644 "$L/VERSION"
-for f in lib.sh resolve.sh final.sh; do inst 0644 "$src/lib/$f" "$L/$f"; done
+for f in lib.sh resolve.sh final.sh modules.sh; do inst 0644 "$src/lib/$f" "$L/$f"; done
 for f in stage1 front vm-front shutdown autologin svinit-shutdown.run stopped-supervise; do
   inst 0755 "$src/lib/$f" "$L/$f"
 done

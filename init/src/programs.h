@@ -23,6 +23,7 @@
   X(svacpid) \
   X(svwait) \
   X(svpty) \
+  X(svstamp) \
   X(init)
 
 #define SV_PROGRAM_DECLARE(name) int name##_main(int argc, char **argv);

@@ -136,8 +136,20 @@ def init_program(name: str, dest: Path) -> Path:
     if not resources.installed():
         shutil.copy2(build_init() / name, dest)
         return dest
+    return _from_archive(f"usr/lib/svinit/bin/{name}", dest, 0o755)
+
+
+def init_lib_file(name: str, dest: Path) -> Path:
+    """Copies svinit's sh file *name* (as in /usr/lib/svinit: modules.sh) to the file *dest*: from a
+    checkout's init/sh/lib, else from the installed wheel's archive."""
+    if not resources.installed():
+        shutil.copy2(resources.source(f"init/sh/lib/{name}", f"reading {name}"), dest)
+        return dest
+    return _from_archive(f"usr/lib/svinit/{name}", dest, 0o644)
+
+
+def _from_archive(member: str, dest: Path, mode: int) -> Path:
     archive = resources.packaged_archive()
-    member = f"usr/lib/svinit/bin/{name}"
     with tarfile.open(archive) as tar:
         try:
             f = tar.extractfile(member)
@@ -148,5 +160,5 @@ def init_program(name: str, dest: Path) -> Path:
                 f"{archive} has no file {member}: reinstall svinit from a wheel built by its setup.py"
             )
         dest.write_bytes(f.read())
-    dest.chmod(0o755)
+    dest.chmod(mode)
     return dest

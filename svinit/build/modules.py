@@ -4,15 +4,18 @@ their dependencies (``modules.dep``), softdeps (ext4 needs crc32c) and the modul
 
 The build writes that order as :data:`LOAD_LIST` into the image: one module a line, ``load NAME
 [PARAMS]`` for a module the VM needs (a failure is an error) and ``try NAME`` for a softdep or an alias's
-provider (one may not load on this CPU). The sh on the VM (``boot.d/10-modules.sh``, the disk layout's
-``init-disk``) loads that list in order and resolves nothing.
+provider (one may not load on this CPU). A module wanted only for a device (``virtio_net @virtio:1`` in
+the wanted list: a virtio network card) is ``load@virtio:1 NAME``, and so are the dependencies only it
+needs: a VM without that device does not pay for loading them. The sh on the VM (``lib/modules.sh``, for
+``boot.d/10-modules.sh`` and the disk layout's ``init-disk``) loads that list in order and resolves
+nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from svinit import resources
@@ -36,18 +39,31 @@ class Module:
     name: str
     params: str = ""
     optional: bool = False
+    #: the device it is for ("virtio:1"): loaded only when the VM has one; "" always
+    when: str = ""
 
     def line(self) -> str:
-        return f"{'try' if self.optional else 'load'} {self.name}{' ' + self.params if self.params else ''}"
+        how = ("try" if self.optional else "load") + (f"@{self.when}" if self.when else "")
+        return f"{how} {self.name}{' ' + self.params if self.params else ''}"
 
 
-def read_wanted(path: Path | None = None) -> list[tuple[str, str]]:
-    """(name, parameters) of each module *path* lists (default: svinit's :data:`WANTED`)."""
+def read_wanted(path: Path | None = None) -> list[tuple[str, str, str]]:
+    """(name, parameters, device) of each module *path* lists (default: svinit's :data:`WANTED`): a line
+    is ``NAME [PARAMS] [@virtio:N]``, the last word naming the device the module is for, if any.
+
+    Raises:
+        BuildError: a device that is not ``@virtio:N`` (N a number).
+    """
     out = []
     for line in (path or resources.data(WANTED)).read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
-            name, _, params = line.strip().partition(" ")
-            out.append((name, params.strip()))
+            words = line.split()
+            when = words.pop()[1:] if len(words) > 1 and words[-1].startswith("@") else ""
+            if when and not (when.startswith("virtio:") and when[7:].isdigit()):
+                raise BuildError(
+                    f"{path or WANTED}: {line.strip()!r}: a device is @virtio:N (N the virtio device type)"
+                )
+            out.append((words[0], " ".join(words[1:]), when))
     return out
 
 
@@ -64,9 +80,10 @@ def _softdeps(ko: Path) -> list[str]:
     return out
 
 
-def kernel_modules(kdir: Path, version: str, wanted: list[tuple[str, str]]) -> list[Module]:
-    """The modules *wanted* ((name, parameters) pairs) needs, dependencies, softdeps and alias providers
-    included, in load order (each after what it needs).
+def kernel_modules(kdir: Path, version: str, wanted: list[tuple[str, str, str]]) -> list[Module]:
+    """The modules *wanted* ((name, parameters, device) triples, as read_wanted) needs, dependencies,
+    softdeps and alias providers included, in load order (each after what it needs). A module is for a
+    device when only modules for that device need it.
 
     Raises:
         BuildError: a wanted module is not in this kernel.
@@ -88,13 +105,14 @@ def kernel_modules(kdir: Path, version: str, wanted: list[tuple[str, str]]) -> l
             if len(parts) == 3 and parts[0] == "alias":
                 aliases.setdefault(parts[1].replace("-", "_"), []).append(parts[2].replace("-", "_"))
     order: dict[str, Module] = {}
-    params = {name.replace("-", "_"): p for name, p in wanted}
+    params = {name.replace("-", "_"): p for name, p, _ in wanted}
+    reached: dict[str, set[str]] = {}  # a module's path: the devices of the wanted modules needing it
 
-    def visit(name: str, why: str) -> None:
+    def visit(name: str, why: str, when: str) -> None:
         name = name.replace("-", "_")
         if name not in deps and name in aliases:
             for provider in aliases[name]:
-                visit(provider, why or name)
+                visit(provider, why or name, when)
             return
         if name not in deps:
             if why:
@@ -102,20 +120,25 @@ def kernel_modules(kdir: Path, version: str, wanted: list[tuple[str, str]]) -> l
                 return
             raise BuildError(f"kernel {version} has no module {name} (asked by {WANTED})")
         path, needs = deps[name]
-        if path in order:
-            if not why and order[path].optional:  # needed after all
-                order[path] = Module(path, name, params.get(name, ""), optional=False)
+        if path in order and not why and order[path].optional:  # needed after all
+            order[path] = Module(path, name, params.get(name, ""), optional=False)
+        if when in reached.setdefault(path, set()):
             return
+        reached[path].add(when)
         for n in needs:
-            visit(n, why)
+            visit(n, why, when)
         for n in _softdeps(mdir / path):
-            visit(n, name)
+            visit(n, name, when)
         if path not in order:
             order[path] = Module(path, name, params.get(name, ""), optional=bool(why))
 
-    for name, _ in wanted:
-        visit(name, "")
-    return list(order.values())
+    for name, _, when in wanted:
+        visit(name, "", when)
+    # a module for one device only loads with it; one that something else needs loads always
+    return [
+        replace(m, when=next(iter(reached[m.path])) if len(reached[m.path]) == 1 else "")
+        for m in order.values()
+    ]
 
 
 def depmod(base: Path, version: str) -> None:

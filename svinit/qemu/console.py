@@ -238,6 +238,9 @@ class Console:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2)
+        if not self.child.isalive():
+            # ptyprocess sleeps delayafterclose (0.1 s) before it looks whether the program ended: it has
+            self.child.ptyproc.delayafterclose = 0
         try:
             self.child.close(force=True)
         except pexpect.ExceptionPexpect as e:

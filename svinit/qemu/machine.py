@@ -37,7 +37,7 @@ from svinit.qemu.channel import CommandChannel
 from svinit.qemu.console import ESCAPE_NAME, Console, ConsoleClosed, ConsoleTimeout
 from svinit.qemu.definition import Disk, MachineDefinition
 from svinit.qemu.qmp import QMP, QMPFailure
-from svinit.qemu.run import RunIO, RunSpec, Share
+from svinit.qemu.run import RunIO, RunSpec, Share, spec_initrd
 from svinit.qemu.shutdown import QemuShutdown
 from svinit.qemu.snapshot import Snapshot, take
 from svinit.qemu.stopping import Stopping
@@ -138,8 +138,17 @@ class QemuMachine(Stopping, Machine):
         # recorded in the harness directory, with QEMU's pid file: `svinit clean` finds a killed run's
         self.state_dir = make_temp_dir("svinit-qemu-", sockets=SOCKET_NAME_MAX)
         weakref.finalize(self, remove_temp_dir, self.state_dir)
+        #: the initramfs QEMU boots: with a command, a copy with the run's spec appended
+        self.boot_initrd = self.initrd
         if self.run_spec is not None:
+            if self.initrd is None:
+                raise MachineError(
+                    f"{self.name}: a command, -e or -v needs an initramfs (its spec travels in it)"
+                )
             self.run_spec.write(self.state_dir / "spec")
+            self.boot_initrd = spec_initrd(
+                self.initrd, self.state_dir / "spec", self.state_dir / "initrd.img"
+            )
         self.console: Console | None = None
         self.qmp: QMP | None = None
         self.channel: CommandChannel | None = None
@@ -221,7 +230,7 @@ class QemuMachine(Stopping, Machine):
                 accel=self.choose_accel(),
                 memory=self.memory,
                 kernel=self.kernel,
-                initrd=self.initrd,
+                initrd=self.boot_initrd,
                 cmdline=self.cmdline,
                 qmp=self.state_dir / "qmp.sock",
                 harness=self.state_dir / "harness.sock",
@@ -239,7 +248,7 @@ class QemuMachine(Stopping, Machine):
         if self.run_spec is None:
             return []
         ports = [(name, self.state_dir / f"{name}.sock") for name in self.run_spec.ports()]
-        return self.definition.run_argv(ports, self.run_spec.qemu_shares(self.state_dir / "spec"))
+        return self.definition.run_argv(ports, self.run_spec.qemu_shares())
 
     def start(self) -> None:
         """Starts QEMU (paused), connects QMP and the command channel, then lets the guest run; returns

@@ -2,10 +2,13 @@
 
 The protocol with the guest (``init/sh/boot.d/45-run.sh``, ``init/sh/lib/vm-front``):
 
-- ``svinit.run`` on the kernel command line; the run's spec is a host folder shared read-only by
-  virtio-9p with the tag ``svinit.run``: ``cmd`` (``set -- CMD...``, each word sh-quoted), ``env/`` (a
-  file per -e variable, an envdir), ``mounts`` (``TAG ro|rw GUESTDIR`` a line: the -v folders, shared
-  with the tags ``svinit.vN``) and, when the host's stdin is a terminal, ``tty`` (``ROWS COLS``).
+- ``svinit.run`` on the kernel command line; the run's spec is the folder ``/.svinit-run`` of a second
+  cpio archive appended to the machine's initramfs (:func:`spec_initrd`; the disk layout's initramfs
+  copies it into /run/svinit before it switches to the root): ``run.cmd`` (``set -- CMD...``, each word
+  sh-quoted), ``env/`` (a file per -e variable, an envdir), ``mounts`` (``TAG ro|rw GUESTDIR`` a line:
+  the -v folders, shared by virtio-9p with the tags ``svinit.vN``) and, when the host's stdin is a
+  terminal, ``run.tty`` (``ROWS COLS``). The boot reads it without a share or a module (a VM without -v
+  has no virtio-9p device, and does not load 9p).
 - virtio-serial ports, each a unix socket here, connected before the guest runs: ``org.svinit.stdin``
   (host to guest; at its end the host shuts down its writing half, which the guest reads as EOF),
   ``org.svinit.stdout`` and ``org.svinit.stderr`` (guest to host, byte for byte), or for a terminal
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import socket
 import threading
 import time
@@ -26,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from svinit.build.cpio import CpioWriter
 from svinit.errors import SvinitError
 from svinit.machine import MachineError
 
-#: The spec's 9p tag, and the guest's port names.
-SPEC_TAG = "svinit.run"
+#: The spec's folder in the initramfs, and the guest's port names.
+SPEC_DIR = ".svinit-run"
 STDIN, STDOUT, STDERR, TTY, EXIT = (f"org.svinit.{n}" for n in ("stdin", "stdout", "stderr", "tty", "exit"))
 #: The exit code of a run that failed on svinit's side (an unclean end, a panic, a timeout): Docker's.
 FAILED = 125
@@ -109,7 +114,7 @@ class RunSpec:
         """Writes the spec the guest's 45-run.sh reads into *folder*."""
         (folder / "env").mkdir(parents=True, exist_ok=True)
         if self.command:
-            (folder / "cmd").write_text("set -- " + " ".join(shlex.quote(w) for w in self.command) + "\n")
+            (folder / "run.cmd").write_text("set -- " + " ".join(shlex.quote(w) for w in self.command) + "\n")
         for name, value in self.env.items():
             (folder / "env" / name).write_text(value + "\n")
         (folder / "mounts").write_text(
@@ -118,17 +123,31 @@ class RunSpec:
             )
         )
         if self.tty:
-            (folder / "tty").write_text(f"{self.tty[0]} {self.tty[1]}\n")
+            (folder / "run.tty").write_text(f"{self.tty[0]} {self.tty[1]}\n")
 
     def ports(self) -> tuple[str, ...]:
         if not self.command:
             return ()
         return (TTY, EXIT) if self.tty else (STDIN, STDOUT, STDERR, EXIT)
 
-    def qemu_shares(self, spec_dir: Path) -> list[tuple[str, Path, bool]]:
-        return [(SPEC_TAG, spec_dir, True)] + [
-            (f"svinit.v{i}", s.host, s.readonly) for i, s in enumerate(self.shares)
-        ]
+    def qemu_shares(self) -> list[tuple[str, Path, bool]]:
+        """(tag, host folder, read-only) of each -v folder."""
+        return [(f"svinit.v{i}", s.host, s.readonly) for i, s in enumerate(self.shares)]
+
+
+def spec_initrd(initrd: Path, spec: Path, dest: Path) -> Path:
+    """Writes *dest*: the initramfs *initrd*, then a cpio archive of the folder *spec* as
+    ``/.svinit-run`` (the kernel unpacks both, in turn). Copying a few MB costs the host milliseconds;
+    the guest then needs no share and no module for the spec."""
+    with open(initrd, "rb") as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+        out.write(b"\0" * (-out.tell() % 4))  # an archive starts on a 4-byte boundary
+        w = CpioWriter(out)
+        w.add_path(SPEC_DIR, spec)
+        for p in sorted(spec.rglob("*")):
+            w.add_path(f"{SPEC_DIR}/{p.relative_to(spec)}", p)
+        w.close()
+    return dest
 
 
 def _write(sink, data: bytes) -> None:

@@ -10,10 +10,13 @@ while read -r spec file _ opts _ pass _; do
   [ "$file" = / ] || continue
   state=rw
   while read -r _ mp _ o _; do [ "$mp" = / ] && state=${o%%,*}; done < /proc/mounts
-  dev=$spec
-  case $spec in LABEL=* | UUID=*) dev=$(findfs "$spec" 2>/dev/null) || dev= ;; esac
   # an initramfs that checked the root already says so in /run/svinit/root-checked
-  if [ "$state" = ro ] && [ "${pass:-0}" != 0 ] && [ -n "$dev" ] && [ ! -e "$SVINIT_RUN/root-checked" ]; then
+  dev=
+  if [ "$state" = ro ] && [ "${pass:-0}" != 0 ] && [ ! -e "$SVINIT_RUN/root-checked" ]; then
+    dev=$spec
+    case $spec in LABEL=* | UUID=*) dev=$(findfs "$spec" 2>/dev/null) || dev= ;; esac
+  fi
+  if [ -n "$dev" ]; then
     e2fsck -p "$dev"
     fsck_rc=$?
     if [ "$fsck_rc" -ge 4 ]; then

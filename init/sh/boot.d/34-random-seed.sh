@@ -6,6 +6,9 @@
 # first), so the fresh seed is written in the background: the boot does not wait for it.
 [ "$virt" = vm ] || { sv_skip "a container shares its host's random pool"; return 0; }
 seed=/var/lib/svinit/random-seed
-mkdir -p "${seed%/*}" 2>/dev/null || return 0
 [ -f "$seed" ] && cat "$seed" > /dev/urandom
+# svinit run --vm: the root is a copy-on-write overlay thrown away after the run: a seed saved there is
+# never read (and the three processes would compete with the services starting)
+[ -z "${SVINIT_RUNCMD:-}" ] || return 0
+[ -d "${seed%/*}" ] || mkdir -p "${seed%/*}" 2>/dev/null || return 0
 (umask 077 && dd if=/dev/urandom of="$seed.new" bs=512 count=1 2>/dev/null && mv -f "$seed.new" "$seed") &

@@ -14,6 +14,6 @@ for d in "$SVINIT_LIB"/vm-services/*; do
   [ "$name" = getty-console ] && [ -n "${SVINIT_RUNCMD:-}" ] && continue
   [ -e "$scan/$name" ] || ln -s "$d" "$scan/$name"
 done
-rm -f "$scan/svinit-harness"
+[ ! -L "$scan/svinit-harness" ] || rm -f "$scan/svinit-harness"
 [ -n "${SVINIT_HARNESS:-}" ] && ln -s "$SVINIT_LIB/vm-services/harness" "$scan/svinit-harness"
 return 0

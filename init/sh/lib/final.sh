@@ -6,7 +6,10 @@
 kill -KILL -1 2>/dev/null
 seed=/var/lib/svinit/random-seed
 [ -d "${seed%/*}" ] && (umask 077 && dd if=/dev/urandom of="$seed" bs=512 count=1 2>/dev/null)
-swapoff -a 2>/dev/null
+# swapoff only when a swap is on (/proc/swaps has more than its header): a process less otherwise
+swaps=0
+{ while read -r _; do swaps=$((swaps + 1)); done < /proc/swaps; } 2>/dev/null
+[ "$swaps" -le 1 ] || swapoff -a 2>/dev/null
 mounts=
 while read -r _ mp type _; do
   case $type in proc | sysfs | devtmpfs | devpts | tmpfs | cgroup* | debugfs | securityfs | rootfs | ramfs) continue ;; esac

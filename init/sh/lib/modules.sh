@@ -1,0 +1,62 @@
+# sv_load_modules LIST: loads the kernel modules of LIST (svinit's build wrote it: svinit/build/modules.py,
+# the one resolver), in its order, each after its dependencies and softdeps, so nothing is resolved here.
+# Sourced by boot.d/10-modules.sh and by the disk layout's initramfs (which defines sv_error and sv_skip).
+#   load NAME [PARAMS]          must load
+#   try NAME [PARAMS]           may not on this CPU (an alias's provider: crc32c_intel needs SSE4.2)
+#   load@virtio:N NAME ...      only on a VM with a virtio device of type N (1 a network card, 9 a 9p
+#   try@virtio:N NAME ...       share), known once the unconditional modules (virtio_pci) are loaded
+# Consecutive lines of one kind without parameters load with one `modprobe -a` (a fork and exec each cost
+# tens of ms on an emulated CPU); when that fails, one by one, to say which. Returns 1 when one failed.
+# The modprobe is $SV_MODPROBE (default: modprobe in PATH).
+sv_load_modules() {
+  _ml_rc=0
+  _ml_pass "$1" ""
+  _ml_have=" "
+  for _ml_d in "${SV_VIRTIO_DEVICES:-/sys/bus/virtio/devices}"/*/device; do
+    { read -r _ml_id < "$_ml_d"; } 2>/dev/null && _ml_have="$_ml_have$((_ml_id)) "
+  done
+  _ml_pass "$1" "$_ml_have"
+  return $_ml_rc
+}
+# _ml_pass LIST HAVE: the unconditional lines (HAVE empty), or the conditional ones whose virtio device
+# type is in HAVE (" 1 2 9 ").
+_ml_pass() {
+  _ml_batch=
+  _ml_kind=
+  while read -r _ml_how _ml_mod _ml_params; do
+    case $_ml_how in
+      load | try) [ -z "$2" ] || continue ;;
+      load@virtio:* | try@virtio:*)
+        [ -n "$2" ] || continue
+        case $2 in *" ${_ml_how#*@virtio:} "*) _ml_how=${_ml_how%@*} ;; *) continue ;; esac
+        ;;
+      *) continue ;;
+    esac
+    [ "$_ml_how" = "$_ml_kind" ] || _ml_flush
+    _ml_kind=$_ml_how
+    if [ -z "$_ml_params" ]; then _ml_batch="$_ml_batch $_ml_mod"; continue; fi
+    _ml_flush
+    # shellcheck disable=SC2086 # the parameters are words
+    if [ "$_ml_how" = load ]; then
+      "${SV_MODPROBE:-modprobe}" "$_ml_mod" $_ml_params || { sv_error "unable to load module $_ml_mod ($1)"; _ml_rc=1; }
+    else
+      "${SV_MODPROBE:-modprobe}" -q "$_ml_mod" $_ml_params 2>/dev/null || sv_skip "module $_ml_mod did not load (optional)"
+    fi
+  done < "$1"
+  _ml_flush
+}
+_ml_flush() {
+  [ -n "$_ml_batch" ] || return 0
+  if [ "$_ml_kind" = load ]; then
+    # shellcheck disable=SC2086 # the names are words
+    "${SV_MODPROBE:-modprobe}" -a $_ml_batch 2>/dev/null || for _ml_m in $_ml_batch; do
+      "${SV_MODPROBE:-modprobe}" "$_ml_m" || { sv_error "unable to load module $_ml_m"; _ml_rc=1; }
+    done
+  else
+    # shellcheck disable=SC2086
+    "${SV_MODPROBE:-modprobe}" -qa $_ml_batch 2>/dev/null || for _ml_m in $_ml_batch; do
+      "${SV_MODPROBE:-modprobe}" -q "$_ml_m" 2>/dev/null || sv_skip "module $_ml_m did not load (optional)"
+    done
+  fi
+  _ml_batch=
+}
