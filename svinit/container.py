@@ -12,13 +12,10 @@ import logging
 import tarfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
-import testinfra
-from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import ReadTimeout
+if TYPE_CHECKING:  # docker is imported where it is used: `svinit` starts without its 0.1-0.3 s
+    import docker
 
 from svinit.dockerd import DEFAULT_IMAGE, docker_client, require_image
 from svinit.leftovers import LABEL as LABEL  # the label on every container the harness starts
@@ -115,6 +112,8 @@ class ContainerMachine(Machine):
             ImageMissing: the image is not present locally.
             MachineError: docker refused to create or start it.
         """
+        import docker.errors
+
         require_image(self.client, self.image)
         try:
             self.container = self.client.containers.create(self.image, self.command, **self.options)
@@ -142,6 +141,8 @@ class ContainerMachine(Machine):
         Raises:
             MachineError: the container is not running.
         """
+        import docker.errors
+
         argv = ["/bin/sh", "-c", cmd]
         if timeout is not None:
             argv = ["/bin/sh", "-c", GUEST_WATCHDOG, "sh", f"{timeout:.3f}", cmd]
@@ -161,6 +162,8 @@ class ContainerMachine(Machine):
             The exit code and the seconds the stop took. A container that had exited already gives its
             exit code and 0 s.
         """
+        import docker.errors
+
         c = self._running_or_stopped()
         if self.result is not None:
             return self.result
@@ -183,6 +186,9 @@ class ContainerMachine(Machine):
         Raises:
             Timeout: it still runs after *timeout* (scaled) seconds.
         """
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from requests.exceptions import ReadTimeout
+
         c = self._running_or_stopped()
         try:
             return c.wait(timeout=None if timeout is None else self.timeout(timeout))["StatusCode"]
@@ -201,6 +207,8 @@ class ContainerMachine(Machine):
             FileNotFoundError: *path* does not exist in the container.
             MachineError: docker failed otherwise.
         """
+        import docker.errors
+
         c = self._running_or_stopped()
         try:
             stream, _ = c.get_archive(path)
@@ -236,10 +244,14 @@ class ContainerMachine(Machine):
     @property
     def host(self):
         """A testinfra host on this container (backend docker: ``docker exec ... /bin/sh -c``)."""
+        import testinfra
+
         return testinfra.get_host(f"docker://{self.id}")
 
     def close(self) -> None:
         """Removes the container (running or not), with its anonymous volumes."""
+        import docker.errors
+
         if self.container is None:
             return
         try:

@@ -3,9 +3,10 @@ never pulls: there is no registry)."""
 
 from __future__ import annotations
 
-import docker
-import docker.errors
-import docker.models.images
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # docker is imported where it is used: `svinit` starts without its 0.1-0.3 s
+    import docker
 
 from svinit.errors import SvinitError
 
@@ -35,6 +36,8 @@ def docker_client() -> docker.DockerClient:
     Raises:
         DockerError: no daemon answers; the message names the fix.
     """
+    import docker.errors
+
     try:
         client = docker.from_env()
         client.ping()
@@ -51,6 +54,8 @@ def require_image(client: docker.DockerClient, image: str) -> docker.models.imag
     Raises:
         ImageMissing: it is not present.
     """
+    import docker.errors
+
     try:
         return client.images.get(image)
     except docker.errors.ImageNotFound:

@@ -37,9 +37,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker.errors
-import docker.types
-
 from svinit.leftovers import container_labels, make_temp_dir, remove_temp_dir
 from svinit.machine import Machine, MachineError
 from svinit.qemu.machine import SOCKET_NAME_MAX
@@ -220,6 +217,9 @@ class Network:
     def _create_docker_network(self) -> None:
         """A Docker network in a subnet Docker picks (free of the host's routes), made again with that
         subnet given, so that an address can be asked for (Docker takes one only in a subnet given)."""
+        import docker.errors
+        import docker.types
+
         name = f"svinit-{os.getpid()}-{self.number}-{self.name}"
         labels = container_labels()
         # the bridge's name (at most 15 characters), for a host whose firewall must be told of it
@@ -278,6 +278,9 @@ class Network:
         self._set_link(self.member(machine), True)
 
     def _set_link(self, member: Member, up: bool) -> None:
+        import docker.errors
+        import docker.types
+
         m = member.machine
         assert m is not None
         if member.blocked != up:
@@ -301,6 +304,9 @@ class Network:
 
     def close(self) -> None:
         """Removes the Docker network and stops the hub (once its machines are gone)."""
+        import docker.errors
+        import docker.types
+
         if self.docker_network is not None:
             try:
                 self.docker_network.remove()

@@ -243,11 +243,13 @@ def test_a_hang_past_timeout_is_125(disk_vm, tmp_path):
 def test_the_same_cmd_in_a_container_and_a_vm(disk_vm, tmp_path):
     (tmp_path / "given").write_text("host file\n")
     cmd = ["sh", "-c", 'echo "FOO=$FOO"; cat /host/given; ls /host; exit 3']
-    args = ["-e", "FOO=same", "-v", f"{tmp_path}:/host", "--", *cmd]
+    # a value on two lines arrives whole (in the VM it goes through an envdir, which keeps one line:
+    # before, the VM's CMD saw only "same")
+    args = ["-e", "FOO=same\ntwo lines", "-v", f"{tmp_path}:/host", "--", *cmd]
     container = run(*args)
     machine = run("--vm", *args)
     assert container.returncode == machine.returncode == 3, (container.stderr[-2000:], machine.stderr[-2000:])
-    assert container.stdout == machine.stdout == b"FOO=same\nhost file\ngiven\n"
+    assert container.stdout == machine.stdout == b"FOO=same\ntwo lines\nhost file\ngiven\n"
 
 
 @pytest.mark.slow

@@ -7,9 +7,10 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker
-import docker.errors
+if TYPE_CHECKING:  # docker is imported where it is used: `svinit` starts without its 0.1-0.3 s
+    import docker
 
 from svinit import resources
 from svinit.build.init import dist_archive, install_init
@@ -59,6 +60,8 @@ def build_container(
         BuildError: the base is missing, or the build failed.
         FetchError: the Debian base could not be made (mmdebstrap missing or failing).
     """
+    import docker.errors
+
     client = client or docker_client()
     tag = tag or container_tag(base)
     debian = base == "debian"
@@ -85,6 +88,8 @@ def build_container(
 
 
 def _build(client: docker.DockerClient, tag: str, base: str, digest: str, debian: bool, force: bool) -> str:
+    import docker.errors
+
     if not force:
         try:
             image = client.images.get(tag)

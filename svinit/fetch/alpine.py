@@ -19,8 +19,10 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker
+if TYPE_CHECKING:  # docker is imported where it is used: `svinit` starts without its 0.1-0.3 s
+    import docker
 
 from svinit.dockerd import docker_client
 from svinit.fetch.cache import FetchError, cache_dir, host_tool, import_tar, locked, run, sha256
@@ -274,6 +276,8 @@ def alpine_image(
         DockerError: the docker daemon is unreachable.
         FetchError: the daemon refused the import, or :func:`alpine_rootfs` failed.
     """
+    import docker.errors
+
     client = client or docker_client()
     try:
         image = client.images.get(tag)

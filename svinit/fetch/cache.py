@@ -16,10 +16,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker
-import docker.errors
-from docker.utils import parse_repository_tag
+if TYPE_CHECKING:  # docker is imported where it is used: `svinit` starts without its 0.1-0.3 s
+    import docker
 
 from svinit.errors import SvinitError
 
@@ -57,6 +57,9 @@ def run(argv: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
 def import_tar(client: docker.DockerClient, tar: Path, tag: str, changes: list[str], log) -> str:
     """``docker import`` of the root filesystem *tar* as *tag* with the Dockerfile *changes*; returns the
     image id. A refusal is a FetchError naming the tar."""
+    import docker.errors
+    from docker.utils import parse_repository_tag
+
     repository, image_tag = parse_repository_tag(tag)
     start = time.monotonic()
     try:

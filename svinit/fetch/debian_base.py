@@ -7,9 +7,10 @@ import logging
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker
-import docker.errors
+if TYPE_CHECKING:  # docker is imported where it is used: `svinit` starts without its 0.1-0.3 s
+    import docker
 
 from svinit.dockerd import docker_client
 from svinit.fetch.cache import FetchError, cache_dir, host_tool, import_tar, locked
@@ -110,6 +111,8 @@ def debian_base(client: docker.DockerClient | None = None, tag: str = DEFAULT_TA
         DockerError: the docker daemon is unreachable.
         FetchError: mmdebstrap is missing or failed, or the daemon refused the import.
     """
+    import docker.errors
+
     client = client or docker_client()
     try:
         image = client.images.get(tag)

@@ -116,7 +116,8 @@ class RunSpec:
         if self.command:
             (folder / "run.cmd").write_text("set -- " + " ".join(shlex.quote(w) for w in self.command) + "\n")
         for name, value in self.env.items():
-            (folder / "env" / name).write_text(value + "\n")
+            # envdir takes a file's first line and turns NUL into newline: a value's newlines go as NUL
+            (folder / "env" / name).write_bytes(value.encode().replace(b"\n", b"\0") + b"\n")
         (folder / "mounts").write_text(
             "".join(
                 f"svinit.v{i} {'ro' if s.readonly else 'rw'} {s.guest}\n" for i, s in enumerate(self.shares)
