@@ -5,9 +5,10 @@
 #   try NAME [PARAMS]           may not on this CPU (an alias's provider: crc32c_intel needs SSE4.2)
 #   load@virtio:N NAME ...      only on a VM with a virtio device of type N (1 a network card, 9 a 9p
 #   try@virtio:N NAME ...       share), known once the unconditional modules (virtio_pci) are loaded
-# Consecutive lines of one kind without parameters load with one `modprobe -a` (a fork and exec each cost
-# tens of ms on an emulated CPU); when that fails, one by one, to say which. Returns 1 when one failed.
-# The modprobe is $SV_MODPROBE (default: modprobe in PATH).
+# Each pass loads its "try" lines with one `modprobe -qa`, then its "load" lines with one `modprobe -a`, in
+# their order (a fork and exec cost tens of ms on an emulated CPU; modprobe loads what each needs first);
+# when the "load" batch fails, one by one, to say which. A line with parameters loads alone, when read.
+# Returns 1 when a "load" failed. The modprobe is $SV_MODPROBE (default: modprobe in PATH).
 sv_load_modules() {
   _ml_rc=0
   _ml_pass "$1" ""
@@ -21,8 +22,8 @@ sv_load_modules() {
 # _ml_pass LIST HAVE: the unconditional lines (HAVE empty), or the conditional ones whose virtio device
 # type is in HAVE (" 1 2 9 ").
 _ml_pass() {
-  _ml_batch=
-  _ml_kind=
+  _ml_load=
+  _ml_try=
   while read -r _ml_how _ml_mod _ml_params; do
     case $_ml_how in
       load | try) [ -z "$2" ] || continue ;;
@@ -32,31 +33,25 @@ _ml_pass() {
         ;;
       *) continue ;;
     esac
-    [ "$_ml_how" = "$_ml_kind" ] || _ml_flush
-    _ml_kind=$_ml_how
-    if [ -z "$_ml_params" ]; then _ml_batch="$_ml_batch $_ml_mod"; continue; fi
-    _ml_flush
-    # shellcheck disable=SC2086 # the parameters are words
-    if [ "$_ml_how" = load ]; then
+    if [ -z "$_ml_params" ]; then
+      if [ "$_ml_how" = load ]; then _ml_load="$_ml_load $_ml_mod"; else _ml_try="$_ml_try $_ml_mod"; fi
+    elif [ "$_ml_how" = load ]; then
+      # shellcheck disable=SC2086 # the parameters are words
       "${SV_MODPROBE:-modprobe}" "$_ml_mod" $_ml_params || { sv_error "unable to load module $_ml_mod ($1)"; _ml_rc=1; }
     else
+      # shellcheck disable=SC2086
       "${SV_MODPROBE:-modprobe}" -q "$_ml_mod" $_ml_params 2>/dev/null || sv_skip "module $_ml_mod did not load (optional)"
     fi
   done < "$1"
-  _ml_flush
-}
-_ml_flush() {
-  [ -n "$_ml_batch" ] || return 0
-  if [ "$_ml_kind" = load ]; then
-    # shellcheck disable=SC2086 # the names are words
-    "${SV_MODPROBE:-modprobe}" -a $_ml_batch 2>/dev/null || for _ml_m in $_ml_batch; do
-      "${SV_MODPROBE:-modprobe}" "$_ml_m" || { sv_error "unable to load module $_ml_m"; _ml_rc=1; }
-    done
-  else
+  # (modprobe -a goes on past a module that fails: one of crc32c_intel and crc32c_generic fails on every
+  # CPU without SSE4.2, and trying them again one by one would cost two more processes at every boot)
+  # shellcheck disable=SC2086 # the names are words
+  [ -z "$_ml_try" ] || "${SV_MODPROBE:-modprobe}" -qa $_ml_try 2>/dev/null ||
+    sv_skip "not every optional module loaded (they may not on this CPU):$_ml_try"
+  if [ -n "$_ml_load" ]; then
     # shellcheck disable=SC2086
-    "${SV_MODPROBE:-modprobe}" -qa $_ml_batch 2>/dev/null || for _ml_m in $_ml_batch; do
-      "${SV_MODPROBE:-modprobe}" -q "$_ml_m" 2>/dev/null || sv_skip "module $_ml_m did not load (optional)"
+    "${SV_MODPROBE:-modprobe}" -a $_ml_load 2>/dev/null || for _ml_m in $_ml_load; do
+      "${SV_MODPROBE:-modprobe}" "$_ml_m" || { sv_error "unable to load module $_ml_m ($1)"; _ml_rc=1; }
     done
   fi
-  _ml_batch=
 }
