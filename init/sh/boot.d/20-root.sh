@@ -2,8 +2,8 @@
 # where: vm
 # needs: modules
 # Checks the root filesystem (when /etc/fstab gives it a pass number, it is mounted read-only and no
-# initramfs checked it already), then
-# remounts it read-write unless /etc/fstab says ro. A root in RAM (the initramfs) has nothing to do.
+# initramfs checked it already), then remounts it read-write, or read-only when /etc/fstab says ro (a
+# run's initramfs mounted it read-write). A root in RAM (the initramfs) has nothing to do.
 [ "$virt" = vm ] || { sv_skip "a container's root is its runtime's"; return 0; }
 [ -r /etc/fstab ] || return 0
 while read -r spec file _ opts _ pass _; do
@@ -25,7 +25,7 @@ while read -r spec file _ opts _ pass _; do
     fi
   fi
   case ,$opts, in
-    *,ro,*) ;;
+    *,ro,*) [ "$state" = ro ] || mount -o remount,ro / || { sv_error "unable to remount / read-only"; return 1; } ;;
     *) [ "$state" = rw ] || mount -o remount,rw / || { sv_error "unable to remount / read-write"; return 1; } ;;
   esac
   return 0
