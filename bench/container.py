@@ -1,7 +1,7 @@
 """Benchmark: `docker stop` and start-up with 10 services and their loggers, under svinit, tini and djb's
 svscan, side by side in one run.
 
-    python bench/container.py [--rounds 5] [--services 10] [--json FILE]
+    python bench/container.py [--rounds 5] [--services 10] [--images svinit,tini,djb] [--json FILE]
 
 Three images share the same 10 services (each writes a numbered line every 10 ms and, on TERM, a last
 line "stopped N") and the same logger (multilog t ./main):
@@ -81,10 +81,11 @@ DOCKERFILES = {
 }
 
 
-def build_images(client: docker.DockerClient, services: int) -> dict[str, str]:
+def build_images(client: docker.DockerClient, services: int, names: list[str]) -> dict[str, str]:
     build_container(client=client)
     tags = {}
-    for name, dockerfile in DOCKERFILES.items():
+    for name in names:
+        dockerfile = DOCKERFILES[name]
         with tempfile.TemporaryDirectory() as tmp:
             ctx = Path(tmp)
             (ctx / "Dockerfile").write_text(dockerfile)
@@ -303,7 +304,7 @@ def print_debian(d: dict, sizes: dict, rounds: int) -> None:
 
 
 def alpine_bench(client: docker.DockerClient, args: argparse.Namespace, results: dict) -> dict[str, bool]:
-    tags = build_images(client, args.services)
+    tags = build_images(client, args.services, args.images)
     for name, tag in tags.items():
         print(f"[{name}] {args.rounds} rounds ...", file=sys.stderr)
         rounds = [one_round(client, tag, args.services) for _ in range(args.rounds)]
@@ -329,8 +330,16 @@ def alpine_bench(client: docker.DockerClient, args: argparse.Namespace, results:
         ("log lines lost (all rounds)", "lines_lost_total", "{}"),
     ]
     for label, key, fmt in keys:
-        cells = " | ".join(fmt.format(results[n][key]) for n in ("svinit", "tini", "djb"))
+        cells = " | ".join(
+            fmt.format(results[n][key]) if n in results else "-" for n in ("svinit", "tini", "djb")
+        )
         print(f"| {label} | {cells} |")
+    if "tini" in results:
+        t = results["tini"]
+        print(
+            f"\nsvinit / tini: stop {s['stop_s_median'] / t['stop_s_median']:.2f}, "
+            f"start {s['start_to_up_ms_median'] / t['start_to_up_ms_median']:.2f}"
+        )
     goals = {
         "stop under 0.5 s median": s["stop_s_median"] < 0.5,
         "exit 0": s["exit_codes"] == [0],
@@ -345,8 +354,17 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--services", type=int, default=10)
     ap.add_argument("--bases", default="alpine,debian", help="alpine, debian or both (default)")
+    ap.add_argument(
+        "--images",
+        default="svinit,tini,djb",
+        type=lambda v: v.split(","),
+        help="on alpine: svinit and which peers, comma-separated (default svinit,tini,djb; djb's rounds "
+        "take 10 s each, its stop being Docker's KILL)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if "svinit" not in args.images or not set(args.images) <= set(DOCKERFILES):
+        ap.error(f"--images: svinit and any of {', '.join(DOCKERFILES)}, comma-separated")
     bases = set(args.bases.split(","))
     client = docker.from_env()
     results = {"host": host_facts()}

@@ -1,5 +1,6 @@
 # provides: run
 # needs: root scandir
+# where: vm
 # On a vm booted by `svinit run --vm` (svinit.run on the kernel command line): the run's spec, a host
 # folder shared read-only by virtio-9p with the tag svinit.run, holds cmd (`set -- CMD...`, sh-quoted),
 # env/ (the -e variables, one file each), mounts (TAG ro|rw GUESTDIR a line: the -v folders) and, when

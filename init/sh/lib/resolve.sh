@@ -47,7 +47,21 @@ _sv_headers() {  # $1: index, $2: path
 _sv_base() { _sv_b=${1##*/}; }
 
 # sv_where FILE: sets SV_WHERE to FILE's "# where:" header, empty when it has none (it runs everywhere).
+# While the order came from the cache, so do the headers (CACHE.where, sh that sv_order sources: no
+# drop-in is read, which busybox's `read` would do a byte at a time).
 sv_where() {
+  case $_sv_wc in
+    *"
+$1
+"*)
+      SV_WHERE=${_sv_wc#*"
+$1
+"}
+      SV_WHERE=${SV_WHERE%%"
+"*}
+      return 0
+      ;;
+  esac
   SV_WHERE=
   while IFS= read -r _sv_line || [ -n "$_sv_line" ]; do
     case $_sv_line in
@@ -157,12 +171,33 @@ sv_resolve() {
 #                            (and reports cycles and missing needs).
 #   sv_order_write CACHE PREFIX FILE...   resolves FILE... and writes CACHE, PREFIX removed from every
 #                            path (the install tree's DESTDIR); 1 when a drop-in cannot run.
-# CACHE: the arguments, one a line, a line "--", then the order, one a line.
+# CACHE: the arguments, one a line, a line "--", then the order, one a line. CACHE.where: sh that sets
+# _sv_wc to each drop-in's path and its "# where:" words, two lines each (sv_where reads them there).
+_sv_wc=
 sv_order() {
   _sv_cache=$1
   shift
-  _sv_cached "$_sv_cache" "$@" && return 0
+  _sv_wc=
+  if _sv_cached "$_sv_cache" "$@"; then
+    [ -r "$_sv_cache.where" ] && . "$_sv_cache.where"
+    return 0
+  fi
   sv_resolve "$@"
+}
+
+_sv_quote() {  # sets _sv_q to $1 quoted for sh: in '...', each ' as '\''
+  _sv_q=
+  _sv_s=$1
+  while :; do
+    case $_sv_s in
+      *\'*)
+        _sv_q="$_sv_q${_sv_s%%\'*}'\\''"
+        _sv_s=${_sv_s#*\'}
+        ;;
+      *) break ;;
+    esac
+  done
+  _sv_q="'$_sv_q$_sv_s'"
 }
 
 # (-nt only reads CACHE: SC2094 mistakes it for a write)
@@ -202,5 +237,22 @@ sv_order_write() {
     for _sv_a in "$@"; do printf '%s\n' "${_sv_a#"$_sv_prefix"}"; done
     echo --
     printf '%s' "$SV_ORDER" | while IFS= read -r _sv_a; do printf '%s\n' "${_sv_a#"$_sv_prefix"}"; done
-  } > "$_sv_cache"
+  } > "$_sv_cache" || return 1
+  _sv_w='
+'
+  _sv_ifs=$IFS
+  IFS='
+'
+  for _sv_a in $SV_ORDER; do
+    IFS=$_sv_ifs
+    _sv_wc=
+    sv_where "$_sv_a"
+    _sv_w="$_sv_w${_sv_a#"$_sv_prefix"}
+$SV_WHERE
+"
+  done
+  IFS=$_sv_ifs
+  _sv_quote "$_sv_w"
+  printf '# the "# where:" header of each boot drop-in of %s (sv_order reads it)\n_sv_wc=%s\n' \
+    "${_sv_cache##*/}" "$_sv_q" > "$_sv_cache.where"
 }
