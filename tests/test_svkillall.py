@@ -32,24 +32,25 @@ echo "process1 alive"
 """
 
 
-def run(init_bin: Path, tmp_path: Path) -> dict[str, str]:
-    keepme = tmp_path / "keepme"
-    shutil.copy2(shutil.which("sleep"), keepme)
-    env = {"PATH": "/usr/bin:/bin", "KEEPME": str(keepme), "SVKILLALL": str(init_bin / "svkillall")}
+def in_namespace(script: str, env: dict[str, str]) -> dict[str, str]:
+    """Runs *script* as process 1 of a new PID namespace; its KEY=VALUE lines, and its stderr."""
     out = subprocess.run(
-        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", SCRIPT],
+        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script],
         capture_output=True,
         text=True,
-        env=env,
+        env={"PATH": "/usr/bin:/bin", **env},
         timeout=30,
     )
     assert out.returncode == 0, out.stderr
-    result = {}
-    for line in out.stdout.splitlines():
-        key, _, value = line.partition("=")
-        result[key] = value
+    result = dict(line.partition("=")[::2] for line in out.stdout.splitlines())
     result["stderr"] = out.stderr
     return result
+
+
+def run(init_bin: Path, tmp_path: Path) -> dict[str, str]:
+    keepme = tmp_path / "keepme"
+    shutil.copy2(shutil.which("sleep"), keepme)
+    return in_namespace(SCRIPT, {"KEEPME": str(keepme), "SVKILLALL": str(init_bin / "svkillall")})
 
 
 def test_signals_all_but_ancestors_and_the_spared_and_kills_the_stubborn(init_bin, tmp_path):
@@ -100,16 +101,8 @@ for v in sup run child plain; do eval "p=\\$$v"; echo "$v=$p $(state "$p")"; don
 def test_dash_S_spares_what_is_up_in_a_directory_and_its_session(init_bin, tmp_path):
     d = tmp_path / "sv"
     d.mkdir()
-    env = {"PATH": "/usr/bin:/bin", "BIN": str(init_bin), "D": str(d)}
-    out = subprocess.run(
-        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", SCRIPT_S],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-    )
-    r = dict(line.partition("=")[::2] for line in out.stdout.splitlines())
-    assert r.get("rc") == "0", (r, out.stderr)
+    r = in_namespace(SCRIPT_S, {"BIN": str(init_bin), "D": str(d)})
+    assert r.get("rc") == "0", r
     assert r["run"].endswith(" alive") and r["child"].endswith(" alive"), r
     assert r["sup"].endswith(" alive"), r
     assert r["plain"].endswith(" gone"), "a directory whose supervise is not running spares nothing"
