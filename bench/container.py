@@ -3,8 +3,8 @@ svscan, side by side in one run.
 
     python bench/container.py [--rounds 5] [--services 10] [--images svinit,tini,djb] [--json FILE]
 
-Three images share the same 10 services (each writes a numbered line every 10 ms and, on TERM, a last
-line "stopped N") and the same logger (multilog t ./main):
+Three images, run in turn round after round, share the same 10 services (each writes a numbered line
+every 10 ms and, on TERM, a last line "stopped N") and the same logger (multilog t ./main):
   svinit   svinit:alpine with the bench services in /service
   tini     Debian's tini-static as process 1 (-g: signals go to the whole process group), running each
            service piped into its logger from a start script: no supervision, no stop order
@@ -305,9 +305,13 @@ def print_debian(d: dict, sizes: dict, rounds: int) -> None:
 
 def alpine_bench(client: docker.DockerClient, args: argparse.Namespace, results: dict) -> dict[str, bool]:
     tags = build_images(client, args.services, args.images)
-    for name, tag in tags.items():
-        print(f"[{name}] {args.rounds} rounds ...", file=sys.stderr)
-        rounds = [one_round(client, tag, args.services) for _ in range(args.rounds)]
+    # in turn, round after round: a load that comes and goes on the host falls on every image alike
+    per_image = {name: [] for name in tags}
+    for i in range(args.rounds):
+        print(f"round {i + 1}/{args.rounds}: {', '.join(tags)}", file=sys.stderr)
+        for name, tag in tags.items():
+            per_image[name].append(one_round(client, tag, args.services))
+    for name, rounds in per_image.items():
         results[name] = {
             "stop_s_median": statistics.median(r["stop_s"] for r in rounds),
             "stop_s_max": max(r["stop_s"] for r in rounds),
