@@ -117,7 +117,8 @@ sv_request() {
   [ -e "$SVINIT_RUN/action" ] || echo "$1" > "$SVINIT_RUN/action"
   sv_get_scandir
   _sv_sd=$SV_SCANDIR
-  if svscanctl -a "$_sv_sd" 2>/dev/null; then
+  # (svscan's hook, "exec": svinit's svscan runs it, djb's runs none; no svscanctl to ask)
+  if [ "${2:-}" = exec ] || svscanctl -a "$_sv_sd" 2>/dev/null; then
     # the first request makes the mark (noclobber: O_EXCL, no fork), any later one finds it
     _sv_opts=$-
     set -C
