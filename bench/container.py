@@ -1,10 +1,11 @@
 """Benchmark: `docker stop` and start-up with 10 services and their loggers, under svinit, tini and djb's
 svscan, side by side in one run.
 
-    python bench/container.py [--rounds 5] [--services 10] [--json FILE]
+    python bench/container.py [--rounds 5] [--services 10] [--images svinit,tini,djb] [--baseline TAG]
+                              [--json FILE]
 
-Three images share the same 10 services (each writes a numbered line every 10 ms and, on TERM, a last
-line "stopped N") and the same logger (multilog t ./main):
+Three images, run in turn round after round, share the same 10 services (each writes a numbered line
+every 10 ms and, on TERM, a last line "stopped N") and the same logger (multilog t ./main):
   svinit   svinit:alpine with the bench services in /service
   tini     Debian's tini-static as process 1 (-g: signals go to the whole process group), running each
            service piped into its logger from a start script: no supervision, no stop order
@@ -81,10 +82,19 @@ DOCKERFILES = {
 }
 
 
-def build_images(client: docker.DockerClient, services: int) -> dict[str, str]:
+def build_images(
+    client: docker.DockerClient, services: int, names: list[str], baseline: str | None = None
+) -> dict[str, str]:
+    """The bench images of *names*; "baseline" is svinit's set-up over the image *baseline* (an earlier
+    build of svinit:alpine), to compare two builds in one run."""
     build_container(client=client)
     tags = {}
-    for name, dockerfile in DOCKERFILES.items():
+    for name in names:
+        dockerfile = (
+            DOCKERFILES[name]
+            if name != "baseline"
+            else f"FROM {baseline}\n" + DOCKERFILES["svinit"].split("\n", 1)[1]
+        )
         with tempfile.TemporaryDirectory() as tmp:
             ctx = Path(tmp)
             (ctx / "Dockerfile").write_text(dockerfile)
@@ -95,7 +105,7 @@ def build_images(client: docker.DockerClient, services: int) -> dict[str, str]:
                 (d / "log" / "run").write_text(LOG_RUN)
                 (d / "run").chmod(0o755)
                 (d / "log" / "run").chmod(0o755)
-            if name == "tini":
+            if name == "tini":  # (name "baseline" has svinit's services, above)
                 shutil.copy2(debian_package("tini") / "usr/bin/tini-static", ctx / "tini-static")
                 (ctx / "start").write_text(TINI_START)
                 (ctx / "start").chmod(0o755)
@@ -303,10 +313,15 @@ def print_debian(d: dict, sizes: dict, rounds: int) -> None:
 
 
 def alpine_bench(client: docker.DockerClient, args: argparse.Namespace, results: dict) -> dict[str, bool]:
-    tags = build_images(client, args.services)
-    for name, tag in tags.items():
-        print(f"[{name}] {args.rounds} rounds ...", file=sys.stderr)
-        rounds = [one_round(client, tag, args.services) for _ in range(args.rounds)]
+    names = args.images + (["baseline"] if args.baseline else [])
+    tags = build_images(client, args.services, names, args.baseline)
+    # in turn, round after round: a load that comes and goes on the host falls on every image alike
+    per_image = {name: [] for name in tags}
+    for i in range(args.rounds):
+        print(f"round {i + 1}/{args.rounds}: {', '.join(tags)}", file=sys.stderr)
+        for name, tag in tags.items():
+            per_image[name].append(one_round(client, tag, args.services))
+    for name, rounds in per_image.items():
         results[name] = {
             "stop_s_median": statistics.median(r["stop_s"] for r in rounds),
             "stop_s_max": max(r["stop_s"] for r in rounds),
@@ -320,7 +335,9 @@ def alpine_bench(client: docker.DockerClient, args: argparse.Namespace, results:
         f"\n{args.services} services with loggers, {args.rounds} rounds each, host load "
         f"{results['host']['load'][0]:.2f}\n"
     )
-    print("| | svinit | tini | djb svscan |\n|---|---|---|---|")
+    cols = [n for n in ("svinit", "baseline", "tini", "djb") if n in results]
+    heads = {"svinit": "svinit", "baseline": f"svinit {args.baseline}", "tini": "tini", "djb": "djb svscan"}
+    print(f"| | {' | '.join(heads[n] for n in cols)} |\n|---{'|---' * len(cols)}|")
     keys = [
         ("docker stop to exit, median", "stop_s_median", "{:.3f} s"),
         ("docker stop to exit, worst", "stop_s_max", "{:.3f} s"),
@@ -329,8 +346,21 @@ def alpine_bench(client: docker.DockerClient, args: argparse.Namespace, results:
         ("log lines lost (all rounds)", "lines_lost_total", "{}"),
     ]
     for label, key, fmt in keys:
-        cells = " | ".join(fmt.format(results[n][key]) for n in ("svinit", "tini", "djb"))
+        cells = " | ".join(fmt.format(results[n][key]) for n in cols)
         print(f"| {label} | {cells} |")
+    for n in ("tini", "baseline"):
+        if n in results:
+            t = results[n]
+            print(
+                f"\nsvinit / {heads[n]}: stop {s['stop_s_median'] / t['stop_s_median']:.2f}, "
+                f"start {s['start_to_up_ms_median'] / t['start_to_up_ms_median']:.2f}"
+            )
+    if "baseline" in results and "tini" in results:
+        b, t = results["baseline"], results["tini"]
+        print(
+            f"{heads['baseline']} / tini: stop {b['stop_s_median'] / t['stop_s_median']:.2f}, "
+            f"start {b['start_to_up_ms_median'] / t['start_to_up_ms_median']:.2f}"
+        )
     goals = {
         "stop under 0.5 s median": s["stop_s_median"] < 0.5,
         "exit 0": s["exit_codes"] == [0],
@@ -345,8 +375,23 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--services", type=int, default=10)
     ap.add_argument("--bases", default="alpine,debian", help="alpine, debian or both (default)")
+    ap.add_argument(
+        "--images",
+        default="svinit,tini,djb",
+        type=lambda v: v.split(","),
+        help="on alpine: svinit and which peers, comma-separated (default svinit,tini,djb; djb's rounds "
+        "take 10 s each, its stop being Docker's KILL)",
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="TAG",
+        help="also an earlier build of svinit:alpine (e.g. main's, built with svinit build container --tag "
+        "TAG), with svinit's services, in the same rounds",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if "svinit" not in args.images or not set(args.images) <= set(DOCKERFILES):
+        ap.error(f"--images: svinit and any of {', '.join(DOCKERFILES)}, comma-separated")
     bases = set(args.bases.split(","))
     client = docker.from_env()
     results = {"host": host_facts()}

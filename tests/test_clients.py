@@ -1025,10 +1025,26 @@ def test_svwait_down_hears_supervise_exit_at_once(ours, service, tmp_path):
     assert (waiter.returncode, out) == (0, b"") and time.monotonic() - t0 < 5
 
 
+def test_svwait_dash_c_sends_the_letters_then_waits(ours, service, tmp_path):
+    """svwait -d -c dx: the shutdown's stop in one program, with djb's supervise and svinit's. Without -c
+    the same svwait times out (the bad case): the letters are what stopped it."""
+    s = service()
+    s.wait_up()
+    res, took = svwait(ours, "-d", "-t", 300, s.dir)
+    assert res == Result(1, f"{s.dir}\n".encode(), b"") and took >= 0.3
+    res, took = svwait(ours, "-d", "-c", "dx", "-t", 20000, s.dir, tmp_path / "nosuch")
+    assert res == Result(0, b"", b"") and took < 5
+    s.proc.wait(10)
+
+
 def test_svwait_usage(ours):
-    for args in ([], ["-u"], ["-x", "d"], ["-d", "-t", "x", "d"], ["-d", "-t", "-1", "d"]):
+    cases = ([], ["-u"], ["-x", "d"], ["-d", "-t", "x", "d"], ["-d", "-t", "-1", "d"], ["-d", "-c", "", "d"])
+    for args in cases:
         res = run([ours / "svwait", *args])
-        assert res.rc == 100 and b"svwait: usage: svwait -u|-d [-t MS] dir..." in res.err, (args, res)
+        assert res.rc == 100 and b"svwait: usage: svwait -u|-d [-c letters] [-t MS] dir..." in res.err, (
+            args,
+            res,
+        )
 
 
 # --- svstamp (svinit's: the shutdown's report of when each service went down) --------------------------

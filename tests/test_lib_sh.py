@@ -102,6 +102,38 @@ def test_a_changed_or_added_drop_in_is_resolved_again(shell, tmp_path):
     assert order(shell, tmp_path).stdout.split() == [names[0], names[2]]
 
 
+def wheres(shell: list[str], d: Path) -> subprocess.CompletedProcess:
+    """sv_where of each drop-in, in the order sv_order gives, as NAME=WHERE words."""
+    script = (
+        f'. {RESOLVE}; sv_order "$1/boot.order" "$1"/boot.d/*.sh "$1"/etc/*.sh\n'
+        'for f in $SV_ORDER; do sv_where "$f"; printf "%s=%s\\n" "${f##*/}" "$SV_WHERE"; done'
+    )
+    return subprocess.run([*shell, "-c", f". {LIB}\n{script}", "sh", str(d)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_the_order_and_where_headers_come_from_the_sh_cache_while_no_drop_in_changed(shell, tmp_path):
+    names = dropins(tmp_path)
+    (tmp_path / "boot.d/20-b.sh").write_text("# provides: b\n# where: vm\n")
+    os.utime(names[1], (time.time() - 100,) * 2)
+    # boot.order.sh says otherwise than the files and than boot.order (it proves it was read); a quote
+    # in it survives
+    args = "".join(f"{a}\n" for a in [*names, f"{tmp_path}/etc/*.sh"])
+    order = f"{names[1]}\n{names[0]}\n{names[2]}\n"
+    where = f"\n{names[0]}\ncontainer\n{names[1]}\n\n{names[2]}\nvm it'\\''s\n"
+    (tmp_path / "boot.order.sh").write_text(f"_sv_cargs='{args}'\n_sv_corder='{order}'\n_sv_wc='{where}'\n")
+    os.utime(tmp_path / "boot.order.sh", (time.time() - 50,) * 2)
+    r = wheres(shell, tmp_path)
+    assert (r.stdout.split(), r.stderr) == (["20-b.sh=", "10-a.sh=container", "30-c.sh=vm", "it's"], "")
+    os.utime(names[2])  # edited after the cache: resolved, every header read from its file again
+    r = wheres(shell, tmp_path)
+    assert (r.stdout.split(), r.stderr) == (["10-a.sh=", "20-b.sh=vm", "30-c.sh="], "")
+    os.utime(names[2], (0, 0))
+    (tmp_path / "etc/40-d.sh").write_text("\n")  # one more drop-in than the cache was made from
+    r = wheres(shell, tmp_path)
+    assert (r.stdout.split(), r.stderr) == (["10-a.sh=", "20-b.sh=vm", "30-c.sh=", "40-d.sh="], "")
+
+
 def test_install_writes_the_order_the_resolver_gives(tmp_path):
     dest = tmp_path / "root"
     make = subprocess.run(
@@ -122,6 +154,33 @@ def test_install_writes_the_order_the_resolver_gives(tmp_path):
     ).stdout.split()
     assert cache[cache.index("--") + 1 :] == [p.removeprefix(str(dest)) for p in resolved] != []
     assert cache[: cache.index("--")][-1] == "/etc/svinit/boot.d/*.sh"
+    # and the same as sh that sv_order sources, with the headers of each: what sv_where reads in the files
+    sourced = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f'. {dest}/usr/lib/svinit/boot.order.sh; printf "%s--\\n%s|" "$_sv_cargs" "$_sv_corder"'
+            ' && printf %s "$_sv_wc"',
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert sourced.split("|")[0].splitlines() == cache
+    where = sourced.split("|", 1)[1].split("\n")[1:-1]
+    for path, words in zip(where[::2], where[1::2], strict=True):
+        r = subprocess.run(
+            [
+                "sh",
+                "-c",
+                f'. {LIB}; . {RESOLVE}; sv_where "$1"; printf %s "$SV_WHERE"',
+                "sh",
+                f"{dest}{path}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert r.stdout == words, path
+    assert where[::2] == cache[cache.index("--") + 1 :] and "vm" in where and "container" in where
 
 
 MODULES = ROOT / "init" / "sh" / "boot.d" / "10-modules.sh"

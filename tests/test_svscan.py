@@ -128,7 +128,7 @@ def test_control_fifo_exit_codes_and_garbage(scanner, scandir):
     make_service(scandir, "a", "exec sleep 1000")
     s = scanner(scandir)
     wait_for(lambda: svstatus(scandir / "a")[1] == "r")
-    letters = set(b"ahtx0123456789")
+    letters = set(b"afhtx0123456789")
     s.control(bytes(b for b in os.urandom(3000) if b not in letters)[:1000])
     s.control(b"a")
     time.sleep(0.3)
@@ -144,6 +144,22 @@ def test_control_t_stops_in_order_then_exits_with_the_code(scanner, scandir):
     s.control(b"3t")
     wait_for(lambda: "svscan exited 3" in s.output(), timeout=10)
     assert svstatus(scandir / "a")[0] == 0 and svstatus(scandir / "a" / "log")[0] == 0
+
+
+def test_control_f_freezes_svscan_no_supervise_starts_or_restarts(scanner, scandir):
+    make_service(scandir, "a", "exec sleep 1000", log="exec cat > /dev/null")
+    s = scanner(scandir)
+    wait_for(lambda: set(s.supervisors()) == {"a", "a/log"}, what="two supervise processes")
+    old = s.supervisors()["a"]
+    s.control(b"f")
+    time.sleep(0.2)
+    make_service(scandir, "late", "exec sleep 1000")
+    s.control(b"a")
+    os.kill(old, signal.SIGKILL)
+    time.sleep(1.5)  # past the second between two starts, and a rescan
+    assert set(s.supervisors()) == {"a/log"}, "frozen: no supervise started, none restarted"
+    s.control(b"5x")  # it still ends when told
+    wait_for(lambda: "svscan exited 5" in s.output(), what="exit code 5")
 
 
 def test_usage_errors(init_bin, tmp_path):

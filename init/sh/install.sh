@@ -7,6 +7,7 @@
 #   /usr/lib/svinit/VERSION       the version, which /init checks against its own (no mixed versions)
 #   /usr/lib/svinit/              stage1, lib.sh, resolve.sh, modules.sh, front, vm-front, shutdown, final.sh, the shutdown service
 #   /usr/lib/svinit/boot.d, shutdown.d   the drop-ins; boot.order, the boot drop-ins' order resolved here
+#                                        (boot.order.sh: the same, and their "# where:" headers, as sh)
 #   /usr/lib/svinit/stopped-supervise    the supervise svscan finds during the shutdown: it exits at once
 #   /usr/lib/svinit/svscan/       svscan's hooks, linked from /service/.svscan
 #   /usr/lib/svinit/vm-services/  getty, acpid and the harness shell, linked into /service on a vm
@@ -80,7 +81,7 @@ sv_warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
 . "$src/lib/resolve.sh"
 sv_order_write "$L/boot.order" "$D" "$L"/boot.d/*.sh "$D"/etc/svinit/boot.d/*.sh ||
   { echo "install.sh: the boot drop-ins cannot all run (above): fix their headers" >&2; exit 1; }
-chmod 0644 "$L/boot.order"
+chmod 0644 "$L/boot.order" "$L/boot.order.sh"
 
 for f in "$src"/svscan/*; do link "/usr/lib/svinit/svscan/${f##*/}" "$D/service/.svscan/${f##*/}"; done
 inst 0755 "$src/service/svscan-log/run" "$D/service/svscan-log/run"

@@ -70,7 +70,7 @@ static void choose_run(void)
   const char *set = getenv("SVINIT_RUN");
   char tmp[64];
   int err;
-  if (set && *set) { snprintf(run, sizeof run, "%s", set); return; }
+  if (set && *set) { snprintf(run, sizeof run, "%s", set); goto chosen; }
   snprintf(run, sizeof run, "/run/svinit");
   if (geteuid() == 0 || own_dir(run) == 0) goto chosen;
   err = errno;
@@ -80,6 +80,10 @@ static void choose_run(void)
     "--tmpfs /run:uid=%u,gid=%u,mode=0755 (or a writable /tmp)", sv_strerror(err), tmp, sv_strerror(errno),
     (unsigned)geteuid(), (unsigned)geteuid(), (unsigned)getegid());
 chosen:
+  /* Made here, 0700 (it may hold secrets), so stage 1 forks no mkdir or chmod; when that fails (a read-only
+     root) stage 1 tries again and says why. Only where /proc is already mounted (a container, whose
+     runtime gave /run): on a vm stage 1 first mounts a tmpfs on /run, and the root's own stays untouched. */
+  if (access("/proc/self", F_OK) == 0 && (mkdir(run, 0700) == 0 || errno == EEXIST)) chmod(run, 0700);
   if (setenv("SVINIT_RUN", run, 1) == -1) sv_diesys(EXIT_TEMP, "unable to set SVINIT_RUN");
 }
 

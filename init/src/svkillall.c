@@ -1,11 +1,13 @@
 /*
- * svkillall [-g MS] [-x PID]... [-s SID]... [-n NAME]... [SIGNAL]: sends SIGNAL (default TERM), then
+ * svkillall [-g MS] [-x PID]... [-s SID]... [-S DIR]... [-n NAME]... [SIGNAL]: sends SIGNAL (default TERM), then
  * CONT, to every process of the PID namespace except:
  *   - itself and its ancestors (the shutdown that runs it, svscan, and whatever init is above svinit:
  *     `docker run --init` makes tini process 1 and svscan its child);
  *   - kernel threads (on a VM) and zombies;
  *   - each PID given with -x, every process of each session SID given with -s (a logger and whatever
- *     it runs), every process whose name (comm) is NAME given with -n.
+ *     it runs), every process whose name (comm) is NAME given with -n; for each service DIR given with
+ *     -S that is up (its supervise runs, its status names a pid): that pid and its session, as -x PID
+ *     -s PID (a logger and whatever it runs; svinit's supervise makes run a session leader, djb's not).
  * With -g MS it then waits, at most MS milliseconds, for those it signalled to be gone (looking again
  * after 1, 2, 4, 8, then every 10 ms), sends KILL to what is left and waits at most 1 s more. Nothing
  * is assumed of pid 2.
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <limits.h>
 #include "sv.h"
 
 #define PF_KTHREAD 0x00200000u
@@ -32,6 +35,28 @@ struct proc { pid_t pid, ppid, sid; char state; unsigned flags; char comm[32]; }
 static pid_t spare_pid[MAXLIST], spare_sid[MAXLIST];
 static const char *spare_name[MAXLIST];
 static size_t npid, nsid, nname;
+
+/* The pid of the service DIR when it is up (its supervise holds supervise/ok open, its status names a
+   pid), as svstat's "up (pid N)"; 0 otherwise. */
+static pid_t up_pid(const char *dir)
+{
+  char path[PATH_MAX];
+  unsigned char buf[SV_STATUS_LEN];
+  struct sv_status st;
+  ssize_t r;
+  int fd;
+  if (snprintf(path, sizeof path, "%s/%s", dir, SV_OK) >= (int)sizeof path) return 0;
+  fd = open(path, O_WRONLY | O_NDELAY | O_CLOEXEC);
+  if (fd == -1) return 0;
+  close(fd);
+  snprintf(path, sizeof path, "%s/%s", dir, SV_STATUS);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1) return 0;
+  do r = read(fd, buf, sizeof buf); while (r == -1 && errno == EINTR);
+  close(fd);
+  if (r < SV_STATUS_DJB || sv_status_unpack(buf, (size_t)r, &st) < SV_STATUS_DJB) return 0;
+  return st.pid > (uint32_t)INT_MAX ? 0 : (pid_t)st.pid;
+}
 
 /* Reads /proc/PID/stat; -1 when the process is gone. */
 static int readproc(pid_t pid, struct proc *p)
@@ -149,7 +174,7 @@ static int signum(const char *s)
   return -1;
 }
 
-#define USAGE "svkillall [-g ms] [-x pid]... [-s sid]... [-n name]... [signal]"
+#define USAGE "svkillall [-g ms] [-x pid]... [-s sid]... [-S dir]... [-n name]... [signal]"
 
 int svkillall_main(int argc, char **argv)
 {
@@ -159,11 +184,19 @@ int svkillall_main(int argc, char **argv)
 
   sv_progname = "svkillall";
   signal(SIGPIPE, SIG_IGN);
-  while ((opt = getopt(argc, argv, "g:x:s:n:")) != -1) {
+  while ((opt = getopt(argc, argv, "g:x:s:S:n:")) != -1) {
     switch (opt) {
     case 'g': grace = atol(optarg); if (grace < 0) sv_usage(USAGE); break;
     case 'x': if (npid == MAXLIST) sv_usage(USAGE); spare_pid[npid++] = (pid_t)atoi(optarg); break;
     case 's': if (nsid == MAXLIST) sv_usage(USAGE); spare_sid[nsid++] = (pid_t)atoi(optarg); break;
+    case 'S': {
+      pid_t p = up_pid(optarg);
+      if (!p) break;
+      if (npid == MAXLIST || nsid == MAXLIST) sv_usage(USAGE);
+      spare_pid[npid++] = p;
+      spare_sid[nsid++] = p;
+      break;
+    }
     case 'n': if (nname == MAXLIST) sv_usage(USAGE); spare_name[nname++] = optarg; break;
     default: sv_usage(USAGE);
     }

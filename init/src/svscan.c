@@ -14,7 +14,9 @@
  *     SIGHUP and SIGALRM rescan, and SIGTERM, when svscan is not process 1, stops (below) and exits 0.
  *     Signals that were blocked and pending when svscan was exec'd are acted on as if they came later;
  *   - DIR/.svscan/control, a FIFO: 'a' or 'h' rescan now; digits set the exit code (0 to 255);
- *     'x' ends svscan now; 't' stops every service and logger, then ends svscan. Other bytes are ignored;
+ *     'x' ends svscan now; 't' stops every service and logger, then ends svscan; 'f' freezes it: from
+ *     then on it starts no supervise, and restarts none that exits (svinit's shutdown stops them itself,
+ *     and wants no restarted supervise in its way). Other bytes are ignored;
  *   - the stop: `dx` to every service's supervise; after STOP_GRACE_MS `kx`. As soon as a service's
  *     supervise is gone, its logger's turn: what services left behind (svscan's children it did not
  *     start) gets SIGTERM, svscan closes its end of the log pipe, so the logger reads to end of file and
@@ -83,6 +85,7 @@ static int fdcontrol = -1;
 static int exitcode;
 static int64_t next_scan;
 static int stopping;        /* the stop has begun; nothing starts any more */
+static int frozen;          /* 'f' came: nothing starts any more, nothing is stopped */
 static int end_tries;       /* the end was tried and failed this many times */
 static int64_t end_retry;
 
@@ -136,7 +139,7 @@ static pid_t spawn(const char *prog, char *const argv[], int in, int out, const 
 
 static void start(struct service *s, int64_t now)
 {
-  if (stopping || !s->active) return;
+  if (stopping || frozen || !s->active) return;
   if (!s->pid && now - s->start >= RESTART_MS) {
     char *argv[] = { "supervise", s->name, NULL };
     pid_t p = spawn("supervise", argv, -1, s->pipe[1], NULL, 1);
@@ -475,6 +478,7 @@ static void control(char c)
   switch (c) {
   case 'a': case 'h': wantscan = 1; break;
   case 't': wantstop = 1; break;
+  case 'f': frozen = 1; break;
   case 'x': wantend = 1; break;
   default: break;
   }
@@ -569,7 +573,7 @@ static int64_t start_due(int64_t now)
       if (s->pidlog && s->step[1] && s->next[1] < wake) wake = s->next[1];
       continue;
     }
-    if (!s->active) continue;
+    if (!s->active || frozen) continue;
     start(s, now);
     if (!s->pid && s->start + RESTART_MS < wake) wake = s->start + RESTART_MS;
     if (s->pipe[0] != -1 && !s->pidlog && s->startlog + RESTART_MS < wake) wake = s->startlog + RESTART_MS;

@@ -2,7 +2,7 @@
  * svwait: waits until services are up, or their supervise processes gone, and returns as soon as that
  * holds (the shutdown's and the front process's waits, which used to poll svstat from sh).
  *
- *   svwait -u|-d [-t MS] dir...
+ *   svwait -u|-d [-c LETTERS] [-t MS] dir...
  *
  *   -u  until every DIR is up: its supervise runs (supervise/ok has a reader) and supervise/status
  *       names a pid (what svstat shows as "up (pid N)"). Checked every POLL_UP_MS.
@@ -11,6 +11,10 @@
  *       supervise that holds ok open, djb's included. A DIR whose ok cannot be opened (no FIFO, no
  *       reader, no permission) counts as gone, as svstat's "supervise not running" / "unable to".
  *   -t  at most MS milliseconds (default: no limit; 0: look once).
+ *   -c  first sends LETTERS to every DIR's supervise, as `svc -LETTERS dir...` does (one write each,
+ *       non-blocking; a DIR whose supervise does not read them is skipped, silently): `svwait -d -c dx`
+ *       stops services and waits for them in one program (the shutdown's step, one fork fewer). With -d
+ *       supervise/ok is opened before the letters go, so an exit that follows them is never missed.
  *
  * Exits 0 when the condition holds for every DIR; 1 at the time limit, printing each DIR for which it
  * does not, one a line; 100 for bad usage.
@@ -19,6 +23,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,15 +31,27 @@
 #include <unistd.h>
 #include "sv.h"
 
-#define USAGE "svwait -u|-d [-t MS] dir..."
+#define USAGE "svwait -u|-d [-c letters] [-t MS] dir..."
 #define POLL_UP_MS 5
 
 static char path[PATH_MAX];
+static const char *letters;  /* -c */
 
 static const char *in(const char *dir, const char *file)
 {
   if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path) return "/nonexistent/name-too-long";
   return path;
+}
+
+/* -c: LETTERS to every DIR's supervise/control, as svc writes them. */
+static void tell(char **dirs, int n)
+{
+  for (int i = 0; letters && i < n; ++i) {
+    int fd = open(in(dirs[i], SV_CONTROL), O_WRONLY | O_NDELAY | O_CLOEXEC);
+    if (fd == -1) continue;
+    sv_write_all(fd, letters, strlen(letters));
+    close(fd);
+  }
 }
 
 /* Is DIR up: supervise running, a pid in its status? */
@@ -56,6 +73,7 @@ static int up(const char *dir)
 static int wait_up(char **dirs, int n, int64_t end)
 {
   int i = 0;
+  tell(dirs, n);
   for (;;) {
     while (i < n && up(dirs[i])) ++i;  /* once up, not looked at again: a restart is no stop */
     if (i == n) return 0;
@@ -83,6 +101,7 @@ static int wait_down(char **dirs, int n, int64_t end)
     if (p[i].fd == -1 && errno == EMFILE) sv_die(EXIT_TEMP, "unable to open %s: too many directories at once", path);
     if (p[i].fd != -1) ++left;
   }
+  tell(dirs, n);
   while (left > 0) {
     int64_t ms = -1;
     if (end >= 0) { ms = end - sv_now_ms(); if (ms < 0) ms = 0; }
@@ -102,9 +121,11 @@ int svwait_main(int argc, char **argv)
   int64_t limit = -1;
   char *e;
   sv_progname = "svwait";
-  while ((opt = getopt(argc, argv, "udt:")) != -1) {
+  signal(SIGPIPE, SIG_IGN); /* a supervise gone between open and write (-c) is no error */
+  while ((opt = getopt(argc, argv, "udc:t:")) != -1) {
     switch (opt) {
     case 'u': case 'd': mode = opt; break;
+    case 'c': if (!*optarg) sv_usage(USAGE); letters = optarg; break;
     case 't':
       limit = strtoll(optarg, &e, 10);
       if (!*optarg || *e || limit < 0) sv_usage(USAGE);

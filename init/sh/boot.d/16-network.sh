@@ -1,5 +1,6 @@
 # provides: network
 # needs: modules root loopback
+# where: vm
 # On a vm, with svinit.net=MAC,ADDR/PREFIX on the kernel command line (one per interface, given by a
 # test harness), gives the interface of that MAC its address and brings it up; svinit.host=NAME,ADDR
 # words add the peers' names to /etc/hosts. No word, nothing to do.

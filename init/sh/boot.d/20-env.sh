@@ -9,8 +9,11 @@
 [ "$virt" = container ] || { sv_skip "a vm has no container environment to save"; return 0; }
 umask 077
 envd=$SVINIT_RUN/env
-rm -rf "$envd" && mkdir -p "$envd" || return 1
-export -p | while IFS= read -r line; do
+# (a first boot has no envdir to remove; the variables are read from a file, not a pipe: no fork)
+if [ -e "$envd" ] || [ -L "$envd" ]; then rm -rf "$envd" || return 1; fi
+mkdir "$envd" || return 1
+export -p > "$SVINIT_RUN/.env.export" || return 1
+while IFS= read -r line; do
   case $line in "export "*) ;; *) continue ;; esac
   name=${line#export }
   name=${name%%=*}
@@ -20,4 +23,5 @@ export -p | while IFS= read -r line; do
   esac
   eval "value=\${$name-}"
   printf '%s\n' "$value" > "$envd/$name"
-done
+done < "$SVINIT_RUN/.env.export"
+: > "$SVINIT_RUN/.env.export"  # the values may be secrets: they stay in the envdir only

@@ -89,15 +89,6 @@ sv_is_stoppable() {
   return 0
 }
 
-# The pids of the services given that are up, one per line (one svstat for all of them).
-sv_up_pids() {
-  svstat "$@" 2>/dev/null | while IFS= read -r _sv_l; do
-    case $_sv_l in
-      *": up (pid "*) _sv_p=${_sv_l##*": up (pid "} && printf '%s\n' "${_sv_p%%)*}" ;;
-    esac
-  done
-}
-
 # Waits until every service that should run (no `down` file) and every logger is up; at most $1 s.
 # (svwait: one process that returns as soon as they are, not a loop of svstat)
 sv_wait_up() {
@@ -116,18 +107,32 @@ sv_wait_up() {
   svwait -u -t $((_sv_t * 1000)) "$@" > /dev/null
 }
 
-# Asks for a clean shutdown: ACTION is poweroff, reboot or halt; the first request wins. Under svinit's
-# svscan (it answers on its control FIFO) the shutdown starts at once, as a child of svscan's tree that
-# needs no slot among its services (a full svscan, 1000 services, still stops). Under djb's svscan, as
-# the seed: the shutdown service is linked into the scan directory, and svscan runs it.
+# sv_request ACTION [exec]: asks for a clean shutdown: ACTION is poweroff, reboot or halt; the first
+# request wins. Under svinit's svscan (it answers on its control FIFO) the shutdown starts at once, as
+# a child of svscan's tree that needs no slot among its services (a full svscan, 1000 services, still
+# stops). Under djb's svscan, as the seed: the shutdown service is linked into the scan directory, and
+# svscan runs it.
 sv_request() {
   [ -d "$SVINIT_RUN" ] || mkdir -p "$SVINIT_RUN" || return 1
   [ -e "$SVINIT_RUN/action" ] || echo "$1" > "$SVINIT_RUN/action"
   sv_get_scandir
   _sv_sd=$SV_SCANDIR
-  if svscanctl -a "$_sv_sd" 2>/dev/null; then
-    mkdir "$SVINIT_RUN/shutdown.started" 2>/dev/null || return 0
-    # no terminal's hangup or Ctrl-C stops it halfway; its messages go to the console
+  # (svscan's hook, "exec": svinit's svscan runs it, djb's runs none; no svscanctl to ask)
+  if [ "${2:-}" = exec ] || svscanctl -a "$_sv_sd" 2>/dev/null; then
+    # the first request makes the mark (noclobber: O_EXCL, no fork), any later one finds it
+    _sv_opts=$-
+    set -C
+    { : > "$SVINIT_RUN/shutdown.started"; } 2>/dev/null
+    _sv_first=$?
+    case $_sv_opts in *C*) ;; *) set +C ;; esac
+    [ "$_sv_first" -eq 0 ] || return 0
+    # no terminal's hangup or Ctrl-C stops it halfway; its messages go to the console. With "exec" as
+    # $2 (svscan's SIGTERM hook, already a child of svscan in a session of its own) this very process
+    # becomes the shutdown: one fork fewer.
+    if [ "${2:-}" = exec ]; then
+      trap '' HUP INT QUIT
+      exec "$SVINIT_LIB/shutdown" </dev/null >/dev/null 2>&1
+    fi
     (trap '' HUP INT QUIT && exec "$SVINIT_LIB/shutdown" </dev/null >/dev/null 2>&1) &
     return 0
   fi
@@ -141,17 +146,16 @@ sv_request() {
   ln -s "$_sv_svc" "$_sv_sd/$SVINIT_SHUTDOWN_SERVICE" 2>/dev/null || return 0
 }
 
-# Stops the services given as arguments (svc -dx), waits until their supervise processes are gone, at
-# most $SV_GRACE s, then kills what is left (svc -kx) and waits at most 1 s more. Returns as soon as
-# everything has stopped: svwait -d hears each supervise exit (no polling).
+# Stops the services given as arguments (dx, as svc -dx), waits until their supervise processes are
+# gone, at most $SV_GRACE s, then kills what is left (kx) and waits at most 1 s more. Returns as soon as
+# everything has stopped: svwait -d hears each supervise exit (no polling), and sends the letters itself
+# (-c: one program a step, not svc and then svwait).
 sv_stop() {
   [ $# -eq 0 ] && return 0
-  svc -dx "$@" 2>/dev/null
-  _sv_left=$(svwait -d -t $((${SV_GRACE:-3} * 1000)) "$@") && return 0
+  _sv_left=$(svwait -d -c dx -t $((${SV_GRACE:-3} * 1000)) "$@") && return 0
   _sv_left=$(printf '%s' "$_sv_left" | tr '\n' ' ')
   sv_warn "still running after ${SV_GRACE:-3} s, killing: $_sv_left"
-  svc -kx "$@" 2>/dev/null
-  _sv_left=$(svwait -d -t 1000 "$@") && return 0
+  _sv_left=$(svwait -d -c kx -t 1000 "$@") && return 0
   _sv_left=$(printf '%s' "$_sv_left" | tr '\n' ' ')
   sv_warn "still running after KILL: $_sv_left"
   return 1

@@ -47,7 +47,21 @@ _sv_headers() {  # $1: index, $2: path
 _sv_base() { _sv_b=${1##*/}; }
 
 # sv_where FILE: sets SV_WHERE to FILE's "# where:" header, empty when it has none (it runs everywhere).
+# While the order came from the cache, so do the headers (CACHE.sh, which sv_order sources: no drop-in
+# is read, which busybox's `read` would do a byte at a time).
 sv_where() {
+  case $_sv_wc in
+    *"
+$1
+"*)
+      SV_WHERE=${_sv_wc#*"
+$1
+"}
+      SV_WHERE=${SV_WHERE%%"
+"*}
+      return 0
+      ;;
+  esac
   SV_WHERE=
   while IFS= read -r _sv_line || [ -n "$_sv_line" ]; do
     case $_sv_line in
@@ -157,12 +171,55 @@ sv_resolve() {
 #                            (and reports cycles and missing needs).
 #   sv_order_write CACHE PREFIX FILE...   resolves FILE... and writes CACHE, PREFIX removed from every
 #                            path (the install tree's DESTDIR); 1 when a drop-in cannot run.
-# CACHE: the arguments, one a line, a line "--", then the order, one a line.
+# CACHE: the arguments, one a line, a line "--", then the order, one a line. CACHE.sh: the same as sh,
+# which stage 1 sources (busybox's `read` takes a file a byte at a time): _sv_cargs the arguments and
+# _sv_corder the order, each line ended by a newline, and _sv_wc each drop-in's path and its "# where:"
+# words, two lines each (sv_where reads them there). Without CACHE.sh, CACHE alone serves.
+_sv_wc=
 sv_order() {
   _sv_cache=$1
   shift
-  _sv_cached "$_sv_cache" "$@" && return 0
+  _sv_wc=
+  _sv_cargs=
+  [ -f "$_sv_cache" ] && [ -r "$_sv_cache.sh" ] && . "$_sv_cache.sh"
+  if [ -n "$_sv_cargs" ]; then
+    _sv_cached_sh "$_sv_cache" "$@" && return 0
+  elif _sv_cached "$_sv_cache" "$@"; then
+    return 0
+  fi
+  _sv_wc=
   sv_resolve "$@"
+}
+
+# (-nt only reads CACHE: SC2094 mistakes it for a write)
+# shellcheck disable=SC2094
+_sv_cached_sh() {  # CACHE FILE...: CACHE.sh (sourced) made from these arguments, no drop-in newer
+  _sv_cf=$1
+  shift
+  _sv_a=
+  for _sv_f in "$@"; do
+    _sv_a="$_sv_a$_sv_f
+"
+    # shellcheck disable=SC3013
+    if [ -e "$_sv_f" ] && [ "$_sv_f" -nt "$_sv_cf" ]; then return 1; fi
+  done
+  [ "$_sv_a" = "$_sv_cargs" ] || return 1
+  SV_ORDER=$_sv_corder
+}
+
+_sv_quote() {  # sets _sv_q to $1 quoted for sh: in '...', each ' as '\''
+  _sv_q=
+  _sv_s=$1
+  while :; do
+    case $_sv_s in
+      *\'*)
+        _sv_q="$_sv_q${_sv_s%%\'*}'\\''"
+        _sv_s=${_sv_s#*\'}
+        ;;
+      *) break ;;
+    esac
+  done
+  _sv_q="'$_sv_q$_sv_s'"
 }
 
 # (-nt only reads CACHE: SC2094 mistakes it for a write)
@@ -202,5 +259,33 @@ sv_order_write() {
     for _sv_a in "$@"; do printf '%s\n' "${_sv_a#"$_sv_prefix"}"; done
     echo --
     printf '%s' "$SV_ORDER" | while IFS= read -r _sv_a; do printf '%s\n' "${_sv_a#"$_sv_prefix"}"; done
-  } > "$_sv_cache"
+  } > "$_sv_cache" || return 1
+  _sv_w='
+'
+  _sv_a=
+  for _sv_f in "$@"; do _sv_a="$_sv_a${_sv_f#"$_sv_prefix"}
+"; done
+  _sv_quote "$_sv_a"
+  _sv_ca=$_sv_q
+  _sv_o=
+  _sv_ifs=$IFS
+  IFS='
+'
+  for _sv_a in $SV_ORDER; do
+    IFS=$_sv_ifs
+    _sv_wc=
+    sv_where "$_sv_a"
+    _sv_w="$_sv_w${_sv_a#"$_sv_prefix"}
+$SV_WHERE
+"
+    _sv_o="$_sv_o${_sv_a#"$_sv_prefix"}
+"
+  done
+  IFS=$_sv_ifs
+  _sv_quote "$_sv_o"
+  _sv_co=$_sv_q
+  _sv_quote "$_sv_w"
+  printf '# %s as sh, which sv_order sources: the arguments, the order, each "# where:" header\n' \
+    "${_sv_cache##*/}" > "$_sv_cache.sh" &&
+    printf '_sv_cargs=%s\n_sv_corder=%s\n_sv_wc=%s\n' "$_sv_ca" "$_sv_co" "$_sv_q" >> "$_sv_cache.sh"
 }
