@@ -81,11 +81,14 @@ def build_root_disk(
             shutil.copy2(e2fsck, tree / "sbin" / "e2fsck")
         used = sum(p.lstat().st_size for p in tree.rglob("*"))
         size_mb = size_mb or max(128, int(used * 1.6 / 2**20) + 64)
-        dest.unlink(missing_ok=True)
-        with open(dest, "wb") as f:
+        # made aside, then renamed over dest: a run booting the previous disk meanwhile (another svinit
+        # sharing the cache) keeps reading it whole, and nobody sees a disk half made
+        new = dest.with_name(dest.name + ".new")
+        new.unlink(missing_ok=True)
+        with open(new, "wb") as f:
             f.truncate(size_mb * 2**20)
         log.info("making %s: ext4, label svroot, %d MiB", dest, size_mb)
-        run(["mkfs.ext4", "-q", "-F", "-L", "svroot", "-d", str(tree), str(dest)], "mkfs.ext4 -d")
+        run(["mkfs.ext4", "-q", "-F", "-L", "svroot", "-d", str(tree), str(new)], "mkfs.ext4 -d")
         script = tmp / "owners.debugfs"
         with open(script, "w") as f:
             for path, (uid, gid, mode) in meta.items():
@@ -93,7 +96,8 @@ def build_root_disk(
                     continue
                 f.write(f'set_inode_field "{path}" uid {uid}\nset_inode_field "{path}" gid {gid}\n')
                 f.write(f'set_inode_field "{path}" mode 0{mode | _type_bits(tree / path.lstrip("/")):o}\n')
-        run(["debugfs", "-w", "-f", str(script), str(dest)], "debugfs (owners and modes)")
+        run(["debugfs", "-w", "-f", str(script), str(new)], "debugfs (owners and modes)")
+        new.replace(dest)
     return dest
 
 
