@@ -154,7 +154,8 @@ class QemuMachine(Stopping, Machine):
         self.channel: CommandChannel | None = None
         self.result: QemuShutdown | None = None
         #: the consoles of the previous boots, with their headers
-        self._past: list[str] = []
+        #: (header, transcript) of the previous boots; a header's QEMU version is filled in by logs()
+        self._past: list[tuple[str, str]] = []
         self._header = ""
         self.boots = 0
         self._lock = threading.RLock()
@@ -267,7 +268,8 @@ class QemuMachine(Stopping, Machine):
         self.boots += 1
         self.result = None
         self._header = (
-            f"== {self.name}: boot {self.boots}: {self.definition.version()}, accel {self.accel} "
+            # (QEMU's version is asked when the log is read: `qemu --version` is not on a run's way)
+            f"== {self.name}: boot {self.boots}: {{qemu}}, accel {self.accel} "
             f"({self.accel_note}), host load {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
             f"== {shlex.join(argv)}\n"
         )
@@ -311,7 +313,7 @@ class QemuMachine(Stopping, Machine):
             self.qmp = None
         if self.console is not None:
             self.console.close()
-            self._past.append(self._header + self.console.text)
+            self._past.append((self._header, self.console.text))
             self.console = None
 
     # State.
@@ -327,8 +329,9 @@ class QemuMachine(Stopping, Machine):
     def logs(self) -> str:
         """The console transcripts of every boot, each after a header (QEMU's version, the accelerator,
         the host's load, the command line)."""
-        cur = [self._header + self.console.text] if self.console is not None else []
-        return "\n".join(self._past + cur)
+        cur = [(self._header, self.console.text)] if self.console is not None else []
+        version = self.definition.version()
+        return "\n".join(head.replace("{qemu}", version, 1) + text for head, text in self._past + cur)
 
     def console_text(self) -> str:
         """The current boot's console transcript."""
