@@ -61,7 +61,7 @@ def status_record(t: Tai64n, pid: int = 0) -> bytes:
     return t.sec.to_bytes(8, "big") + t.nano.to_bytes(4, "big") + pid.to_bytes(4, "little") + b"\0d"
 
 
-def test_45_report_prints_what_parse_stop_report_reads(tmp_path):
+def test_45_report_prints_what_parse_stop_report_reads(tmp_path, init_bin):
     """The real shutdown drop-in, on a scan directory with real status records (the shutdown service
     is left out, as are services without a logger)."""
     service, run = tmp_path / "service", tmp_path / "run"
@@ -73,7 +73,9 @@ def test_45_report_prints_what_parse_stop_report_reads(tmp_path):
         (d / "supervise" / "status").write_bytes(status_record(t))
     (service / "nolog" / "supervise").mkdir(parents=True)
     (service / guest.SHUTDOWN_SERVICE / "log").mkdir(parents=True)
-    env = {"SVINIT_RUN": str(run), "SVINIT_HARNESS": "ttyS1"}
+    # svstamp as in the guest: svinit's programs come first in the shutdown's PATH
+    path = f"{init_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    env = {"SVINIT_RUN": str(run), "SVINIT_HARNESS": "ttyS1", "PATH": path}
     r = run_sh(f"scandir=$(sv_scandir)\n. {SH / 'shutdown.d' / '45-report.sh'}", env)
     assert r.returncode == 0, r.stderr
     assert guest.parse_stop_report(r.stderr) == {"web": (s, lg)}, r.stderr
