@@ -67,6 +67,8 @@ def scandir_path(name: str) -> str:
 
 STOPPED_LINE = re.compile(r"svinit: stopped: (\S+) @([0-9a-f]{24}|) log @([0-9a-f]{24}|)")
 DONE_LINE = re.compile(r"svinit: (\w+): done in (\d+) ms \(exit code (\d+)\)")
+#: The shutdown's first line, lib/shutdown's: who asked for it (lib.sh: sv_request).
+ASKED_LINE = re.compile(r"svinit: (?:poweroff|reboot|halt) asked by ([^\r\n]+)")
 
 
 def parse_stop_report(console: str) -> dict[str, tuple[Tai64n | None, Tai64n | None]]:
@@ -86,6 +88,13 @@ class Done:
     action: str
     ms: int
     code: int
+
+
+def parse_asked_by(console: str) -> str | None:
+    """Who asked for the last shutdown of *console* (``svinit: ACTION asked by WHO``: the program, its
+    pid and its parent), or None."""
+    found = ASKED_LINE.findall(console)
+    return found[-1] if found else None
 
 
 def parse_done(console: str) -> Done | None:

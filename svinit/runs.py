@@ -123,16 +123,22 @@ def check_vm(
         disks = [make_data_disk(tmp / "data.img")] if data_disk else []
         m = QemuMachine.from_build(build_dir, disk_copy=root, disks=disks, **options)
         with m:
-            ev = collect_vm(
-                m,
-                how,
-                ([root] if root else []) + disks,
-                write_data=data_disk,
-                boot_timeout=boot_timeout,
-                shutdown_limit=shutdown_limit,
-                subject=f"{build_dir} ({how})",
-                observe=observe,
-            )
+            try:
+                ev = collect_vm(
+                    m,
+                    how,
+                    ([root] if root else []) + disks,
+                    write_data=data_disk,
+                    boot_timeout=boot_timeout,
+                    shutdown_limit=shutdown_limit,
+                    subject=f"{build_dir} ({how})",
+                    observe=observe,
+                )
+            except MachineError as e:
+                if artifacts is None:
+                    raise
+                saved = save_vm_log(m, artifacts)
+                raise MachineError(f"{str(e).rstrip()}\n(the console and QMP's events: {saved})") from e
             v = vm_verdict(ev, m.timeout(shutdown_limit), expect_log=expect_log)
             v.facts["accel"] = m.accel
             if image is not None:
@@ -142,14 +148,21 @@ def check_vm(
     return v
 
 
-def save_vm_artifacts(m: QemuMachine, ev: VmEvidence, v: Verdict, dest: Path) -> Path:
-    """Saves what explains a VM verdict into *dest*: verdict.json, console.log (every boot's console),
-    events.json (QMP's events) and each disk's e2fsck output."""
+def save_vm_log(m: QemuMachine, dest: Path) -> Path:
+    """Saves console.log (every boot's console) and events.json (QMP's events) into *dest*: what explains
+    a run that ended badly, verdict or not."""
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "verdict.json").write_text(v.to_json() + "\n")
     (dest / "console.log").write_text(m.logs())
     events = m.qmp.events if m.qmp is not None else []
     (dest / "events.json").write_text(json.dumps(events, indent=2, default=str) + "\n")
+    return dest
+
+
+def save_vm_artifacts(m: QemuMachine, ev: VmEvidence, v: Verdict, dest: Path) -> Path:
+    """Saves what explains a VM verdict into *dest*: verdict.json, console.log (every boot's console),
+    events.json (QMP's events) and each disk's e2fsck output."""
+    save_vm_log(m, dest)
+    (dest / "verdict.json").write_text(v.to_json() + "\n")
     for r in ev.disks:
         (dest / f"{Path(r.image).name}.e2fsck.txt").write_text(r.fsck_output)
     v.facts["artifacts"] = str(dest)
@@ -177,7 +190,5 @@ def run_vm(machine: QemuMachine, timeout: float | None = None, artifacts: Path |
             reason=res.reason if res else None,
         )
         if v.failure is not None and artifacts is not None:
-            artifacts.mkdir(parents=True, exist_ok=True)
-            (artifacts / "console.log").write_text(machine.logs())
-            (artifacts / "events.json").write_text(json.dumps(events, indent=2, default=str) + "\n")
+            save_vm_log(machine, artifacts)
     return v

@@ -8,6 +8,7 @@ image whose final stage skips the unmount, are both reported unclean by `svinit 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -166,3 +167,31 @@ def test_emergency_shell_when_asked(tmp_path):
         m.wait_for_console_text("in-the-emergency-shell-42", 60)
         m.wait_for_all_services(60)  # leaving the shell goes on booting
         assert m.shutdown("poweroff").clean
+
+
+def test_a_kernel_qemu_cannot_load_is_an_error_that_keeps_the_console(tmp_path):
+    """QEMU refuses the kernel and exits at once: check vm cannot run (2), says QEMU's words and where
+    the console and QMP's events were saved."""
+    out = build_vm(tmp_path / "vm")
+    (out / "vmlinuz").write_bytes(b"not a kernel\n" * 8192)
+    art = tmp_path / "art"
+    r = svinit("check", "vm", "--vm", str(out), "--artifacts", str(art))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "QEMU did not start" in r.stderr and f"the console and QMP's events: {art}" in r.stderr, r.stderr
+    assert "qemu-system-x86_64" in (art / "console.log").read_text()
+    assert json.loads((art / "events.json").read_text()) == []
+
+
+def test_a_guest_that_powers_itself_off_fails_check_vm_naming_who_asked(tmp_path):
+    """A service that runs poweroff: the guest ends before the harness asks. Every last word is a clean
+    poweroff's, yet the verdict fails (a verdict, not a traceback) and names the service that asked."""
+    out = overlay_vm(
+        tmp_path, {"service/selfoff/run": "#!/bin/sh\nsleep 1\nexec /usr/lib/svinit/bin/poweroff\n"}
+    )
+    r = svinit("check", "vm", "--vm", str(out), "--json", "--artifacts", str(tmp_path / "art"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    failed = {c["name"]: c["detail"] for c in json.loads(r.stdout)["checks"] if not c["ok"]}
+    assert "ended by itself before the harness asked for poweroff" in failed["ended"], failed
+    asked = r"asked by poweroff \(pid \d+ in /\S*selfoff; its parent \d+: supervise\)"
+    assert re.search(asked, failed["ended"]), failed
+    assert (tmp_path / "art" / "console.log").exists()

@@ -3,6 +3,7 @@ Ctrl-C under `docker run -it` (a real pty, driven with pexpect)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -77,6 +78,9 @@ def test_boot_script_cycle_and_failure_are_reported_and_the_container_serves(
     m.fail("test -e /tmp/a-ran || test -e /tmp/b-ran || test -e /tmp/c-ran || test -e /tmp/missing-ran")
     assert all(s.up for s in m.statuses().values()), "the container still serves"
     assert m.shutdown().exit_code == 0
+    # the shutdown says who asked: docker stop's SIGTERM, to svscan as process 1
+    asked = r"svinit: poweroff asked by SIGTERM \(pid \d+ in /\S*; its parent 1: svscan\)"
+    assert re.search(asked, m.logs()), m.logs()
 
 
 def docker_it(image: str, *cmd: str) -> pexpect.spawn:

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from svinit.machine import CommandFailed, Timeout
+from svinit.machine import CommandFailed, Timeout, retry
 from svinit.plugin import make_vm_factory
 from svinit.qemu.accel import probe_kvm
-from svinit.qemu.channel import _assign
+from svinit.qemu.channel import ChannelClosed, CommandChannel, _assign
 from svinit.qemu.console import clean
 from svinit.qemu.definition import DefinitionError, MachineDefinition
 from svinit.qemu.machine import QemuMachine
@@ -133,6 +135,41 @@ def test_the_channels_encoding_survives_the_guests_shells(shell):
     assert all(len(line) < 420 and line.isascii() and "\t" not in line for line in script.splitlines())
 
 
+def test_a_channel_closed_by_an_exiting_qemu_waits_for_the_reason(tmp_path):
+    """QEMU closes the command channel as it exits, and the SHUTDOWN event that says why reaches the
+    QMP thread a moment later (the CI failure: `poweroff` over the channel, answered by QEMU's exit,
+    read as an error). A close that *abort* explains within the grace is no error; one it does not
+    explain is ChannelClosed. The peer is a real unix socket that reads the command and closes."""
+    path = tmp_path / "h.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(2)
+    said = threading.Event()
+
+    def peer(explain: bool) -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.close()
+        if explain:
+            time.sleep(0.3)  # the SHUTDOWN event, read late
+            said.set()
+
+    for explain in (True, False):
+        t = threading.Thread(target=peer, args=(explain,))
+        t.start()
+        ch = CommandChannel(path, "test channel")
+        ch.connect()
+        deadline = time.monotonic() + 30
+        if explain:
+            assert ch.run("poweroff", deadline, abort=said.is_set) is None
+        else:
+            with pytest.raises(ChannelClosed, match="QEMU closed the command channel"):
+                ch.run("true", deadline, abort=lambda: False)
+        t.join()
+        ch.close()
+    srv.close()
+
+
 def test_console_text_is_cleaned():
     raw = "\x1b[2J\x1b[H\x1b]0;title\x07login: \x1b[1;32mroot\x1b[0m\r\nok\x1b(B\x1b=\r\n"
     assert clean(raw) == "login: root\nok\n"
@@ -213,6 +250,22 @@ def test_poweroff_from_inside(svinit_vm_factory):
     assert r.guest is True
     assert r.seconds < m.timeout(10)
     assert not m.is_running()
+
+
+@slow
+def test_a_guest_that_powers_itself_off_is_recorded_as_unasked(svinit_vm_factory):
+    """A guest that ends before the harness asks (a service ran poweroff) gives a record that says so
+    and who asked, never clean and never an error: check vm then gives a verdict, not a traceback."""
+    m = svinit_vm_factory()
+    m.succeed("(sleep 1; /usr/lib/svinit/bin/poweroff) </dev/null >/dev/null 2>&1 &")
+    retry(lambda last: not m.is_running(), m.timeout(60), what="the guest's own poweroff")
+    r = m.shutdown("poweroff")
+    assert r.unasked and not r.clean
+    # every last word of a clean poweroff, but nobody asked for it here
+    assert r.kernel_line == "reboot: Power down" and r.svinit_done and r.svinit_done.code == 0
+    assert r.asked_by and r.asked_by.startswith("poweroff (pid ")
+    assert "ended by itself before the harness asked for poweroff" in r.ended()[1]
+    assert m.shutdown("poweroff") is r
 
 
 @slow

@@ -56,6 +56,20 @@ def test_a_crash_is_not_clean():
     assert not v["ended"].ok and "host-qmp-quit" in v["ended"].detail
 
 
+def test_a_guest_that_ended_before_it_was_asked_is_not_clean():
+    # every last word of a clean poweroff, but the guest powered itself off before the harness asked
+    asked = "svinit login: svinit: poweroff asked by poweroff (pid 298 in /; its parent 297: sh)\n"
+    res = QemuShutdown.read("poweroff", 0, 0.1, asked + CONSOLE, SHUTDOWN, unasked=True)
+    assert res.asked_by == "poweroff (pid 298 in /; its parent 297: sh)"
+    v = vm_verdict(evidence(shutdown=res))
+    assert not v["ended"].ok and not res.clean
+    assert v["ended"].detail == (
+        "the guest ended by itself before the harness asked for poweroff: "
+        "svinit's shutdown was asked by poweroff (pid 298 in /; its parent 297: sh)"
+    )
+    assert shutdown(console=asked + CONSOLE).clean  # the same words, asked for: clean
+
+
 def test_no_event_is_not_clean():
     assert not vm_verdict(evidence(shutdown=shutdown(event=None)))["ended"].ok
 

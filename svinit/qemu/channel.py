@@ -36,6 +36,9 @@ _SAFE = frozenset(
     b'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "#$%&()*+,-./:;<=>?@[]^_`{|}~'
 )
 _CHUNK = 400
+#: How long a closed channel waits for *abort* to say why (QEMU closes the socket as it exits; its QMP
+#: SHUTDOWN event, read by another thread, may be a moment behind).
+_CLOSE_GRACE = 2.0
 #: Picks the file for a command's stderr: the first writable of $TMPDIR or /tmp, /run, /dev/shm (a
 #: read-only root may have only /run); /dev/null if none is, then stderr is lost.
 _ERRFILE = (
@@ -55,6 +58,20 @@ def _assign(var: str, text: str) -> list[str]:
     if chunk:
         lines.append(f"{var}=${var}'{chunk}'")
     return lines
+
+
+def _expected(abort) -> bool:
+    """Whether *abort()* says, within _CLOSE_GRACE s, that the channel's end was expected."""
+    deadline = time.monotonic() + _CLOSE_GRACE
+    while not abort():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class ChannelClosed(MachineError):
+    """QEMU closed the command channel (it exited, or is exiting) before the answer came."""
 
 
 class CommandChannel:
@@ -113,7 +130,13 @@ class CommandChannel:
     ) -> re.Match | None:
         """Reads until *pattern* matches the buffer; returns the match, or None at the deadline or when
         *abort()* says so. The pattern is tried only once the buffer holds *needle* (a big output is
-        not searched again at each read)."""
+        not searched again at each read).
+
+        Raises:
+            ChannelClosed: QEMU closed the socket, and *abort()* did not say so within _CLOSE_GRACE s
+                (a command that powers the guest off never answers: QEMU exits, and its SHUTDOWN
+                event may reach the QMP thread after the socket's end reached this one).
+        """
         while True:
             m = pattern.search(self.buf) if needle in self.buf else None
             if m:
@@ -130,7 +153,9 @@ class CommandChannel:
                 except OSError as e:
                     raise MachineError(f"{self.name}: the command channel broke: {e}") from e
                 if not data:
-                    raise MachineError(f"{self.name}: QEMU closed the command channel")
+                    if abort is not None and _expected(abort):
+                        return None
+                    raise ChannelClosed(f"{self.name}: QEMU closed the command channel")
                 self.buf += data
                 if len(self.buf) > 1 << 26:
                     raise MachineError(f"{self.name}: more than 64 MiB of output without an end marker")

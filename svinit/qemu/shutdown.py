@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from svinit.guest import Done, parse_done, parse_stop_report
+from svinit.guest import Done, parse_asked_by, parse_done, parse_stop_report
 from svinit.machine import ShutdownResult
 from svinit.svstat import Tai64n
 
@@ -49,6 +49,9 @@ class QemuShutdown(ShutdownResult):
         stopped: with svinit.harness, {service: (service down, logger down)} as Tai64n stamps, from the
             shutdown's report on the console (guest.parse_stop_report).
         panicked: the kernel panicked during this boot.
+        unasked: the guest ended (or was ending) by itself before the harness asked it to stop.
+        asked_by: who asked svinit for its shutdown (``poweroff (pid 298, its parent 297: sh)``), from
+            the console, or None.
     """
 
     how: str = ""
@@ -58,13 +61,21 @@ class QemuShutdown(ShutdownResult):
     svinit_done: Done | None = None
     stopped: dict[str, tuple[Tai64n | None, Tai64n | None]] = field(default_factory=dict)
     panicked: bool = False
+    unasked: bool = False
+    asked_by: str | None = None
 
     @classmethod
     def read(
-        cls, how: str, exit_code: int, seconds: float, console: str, event: dict[str, Any] | None
+        cls,
+        how: str,
+        exit_code: int,
+        seconds: float,
+        console: str,
+        event: dict[str, Any] | None,
+        unasked: bool = False,
     ) -> QemuShutdown:
         """The record of a boot that ended: *console* is its transcript, *event* the last QMP SHUTDOWN
-        event's data (None without one)."""
+        event's data (None without one); *unasked*: it ended before the harness asked."""
         event = event or {}
         ends = _KERNEL_END.findall(console)
         return cls(
@@ -77,17 +88,22 @@ class QemuShutdown(ShutdownResult):
             svinit_done=parse_done(console),
             stopped=parse_stop_report(console),
             panicked=PANIC in console,
+            unasked=unasked,
+            asked_by=parse_asked_by(console),
         )
 
     def ended(self) -> tuple[bool, str]:
-        """Whether the guest stopped the way it was asked, through svinit, and why not: the kernel's
-        last words are those of *how*, svinit reported its end with exit code 0, QMP's SHUTDOWN came
-        from the guest with the expected reason (halt: the kernel halted, then the harness quit QEMU),
-        and the kernel did not panic."""
+        """Whether the guest stopped the way it was asked, through svinit, and why not: it waited to be
+        asked, the kernel's last words are those of *how*, svinit reported its end with exit code 0,
+        QMP's SHUTDOWN came from the guest with the expected reason (halt: the kernel halted, then the
+        harness quit QEMU), and the kernel did not panic."""
         if self.how not in KERNEL_LINES:
             return False, f"{self.how}: QEMU was ended by the host (reason {self.reason}), as a power cut"
         if self.panicked:
             return False, f"the kernel panicked ({PANIC!r} on the console)"
+        if self.unasked:
+            by = f": svinit's shutdown was asked by {self.asked_by}" if self.asked_by else ""
+            return False, f"the guest ended by itself before the harness asked for {self.how}{by}"
         last_words, want = KERNEL_LINES[self.how], EXPECTED_REASONS[self.how]
         if self.kernel_line != last_words:
             seen = self.kernel_line or "no last words of the kernel"

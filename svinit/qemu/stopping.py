@@ -51,7 +51,8 @@ class Stopping:
             the kernel's last line and svinit's report. It tells an unclean end; it does not raise for it.
 
         Raises:
-            MachineError: not running; *how* unknown; the guest's command failed.
+            MachineError: not started; *how* unknown; the guest's command failed. (A guest that
+                ended by itself before it was asked gives a record with ``unasked``, never clean.)
             Timeout: QEMU did not end in time (it is then killed; the message shows the console's end).
         """
         if how not in KERNEL_LINES:
@@ -59,11 +60,17 @@ class Stopping:
         if not self.is_running():
             if self.result is not None:
                 return self.result
-            raise MachineError(f"{self.name}: not running")
+            if self.console is None:
+                raise MachineError(f"{self.name}: not running")
         console, qmp = self._running_console(), self.qmp
         assert qmp is not None
         deadline = time.monotonic() + self.timeout(timeout)
         t0 = time.monotonic()
+        if console.eof or qmp.events_named("SHUTDOWN"):
+            # it ended, or is ending, by itself (a service ran poweroff, a panic): recorded as such, and
+            # never clean, whatever the guest's last words
+            log.info("%s: ended by itself before the harness asked for %s", self.name, how)
+            return self._finish(how, t0, deadline, unasked=True)
         if how == "acpi":
             qmp.press_power_button(deadline, self.timeout(2), alive=self.is_running)
         elif how == "ctrl-alt-del":
@@ -114,11 +121,15 @@ class Stopping:
 
     def crash(self) -> QemuShutdown:
         """Ends QEMU at once (QMP quit), as if the power were cut: nothing is stopped or unmounted."""
-        if not self.is_running():
-            raise MachineError(f"{self.name}: not running")
+        console = self._running_console()
         t0 = time.monotonic()
         deadline = t0 + self.timeout(10)
         assert self.qmp is not None
+        if console.eof or self.qmp.events_named("SHUTDOWN"):
+            if self.result is not None:
+                return self.result
+            log.info("%s: ended by itself before the harness cut its power", self.name)
+            return self._finish("crash", t0, deadline, unasked=True)
         try:
             self.qmp.quit()
             self.qmp.wait_for_event("SHUTDOWN", self.timeout(10))
@@ -132,8 +143,9 @@ class Stopping:
         if self.console is not None:
             self.console.kill(signal.SIGKILL)
 
-    def _finish(self, how: str, t0: float, deadline: float) -> QemuShutdown:
-        """Drains the console to its end, waits for QEMU's exit, and reads what the boot said."""
+    def _finish(self, how: str, t0: float, deadline: float, unasked: bool = False) -> QemuShutdown:
+        """Drains the console to its end, waits for QEMU's exit, and reads what the boot said
+        (*unasked*: it ended before the harness asked)."""
         console = self._running_console()
         code = console.wait_exit(max(1.0, deadline - time.monotonic()))
         if code is None:
@@ -142,7 +154,7 @@ class Stopping:
             raise Timeout(f"{self.name}: QEMU did not exit after {how}; killed:\n{console.text[-1500:]}")
         events = self.qmp.events_named("SHUTDOWN") if self.qmp else []
         event = events[-1].get("data", {}) if events else None
-        self.result = QemuShutdown.read(how, code, time.monotonic() - t0, console.text, event)
+        self.result = QemuShutdown.read(how, code, time.monotonic() - t0, console.text, event, unasked)
         log.debug("%s: %s: %s", self.name, how, self.result)
         if self.channel is not None:
             self.channel.close()

@@ -114,7 +114,13 @@ sv_wait_up() {
 # svscan runs it.
 sv_request() {
   [ -d "$SVINIT_RUN" ] || mkdir -p "$SVINIT_RUN" || return 1
-  [ -e "$SVINIT_RUN/action" ] || echo "$1" > "$SVINIT_RUN/action"
+  if [ ! -e "$SVINIT_RUN/action" ]; then
+    echo "$1" > "$SVINIT_RUN/action"
+    # who asked, for the shutdown's first line (a shutdown nobody expected can be traced): this
+    # program, its directory (a service's run: the service's) and its parent, read without a fork
+    { read -r _sv_pc < "/proc/$PPID/comm"; } 2>/dev/null || _sv_pc='?'
+    echo "${0##*/} (pid $$ in $PWD; its parent $PPID: $_sv_pc)" > "$SVINIT_RUN/asked-by"
+  fi
   sv_get_scandir
   _sv_sd=$SV_SCANDIR
   # (svscan's hook, "exec": svinit's svscan runs it, djb's runs none; no svscanctl to ask)
