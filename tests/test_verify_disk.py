@@ -5,8 +5,10 @@ mounted, one with a damaged inode table, and a file that is no filesystem at all
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,18 +25,30 @@ def mkfs(path: Path, fstype: str = "ext4", size_mb: int = 32) -> Path:
     return path
 
 
-def copy_while_mounted(image: Path, copy: Path) -> Path:
+def copy_while_mounted(image: Path, copy: Path, meanwhile=None) -> Path:
     """Mounts *image*, writes a file, and copies the image while it is still mounted: what a power cut
-    would leave on the disk."""
+    would leave on the disk. The mount lives in a private mount namespace of its own: a namespace another
+    process makes meanwhile (a parallel test's unshare) would copy a mount of the host's and keep the
+    filesystem mounted, its journal unrecovered, after our umount. *meanwhile*() runs while it is mounted."""
     mnt = image.parent / "mnt"
     mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
-        (mnt / "data").write_text("written while mounted\n")
-        subprocess.run(["sync"], check=True)
-        shutil.copyfile(image, copy)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    script = (
+        'mount -o loop "$1" "$3" || exit 1\n'
+        'echo "written while mounted" > "$3/data" && sync && cp "$1" "$2"; rc=$?\n'
+        "echo mounted; read -r _\n"
+        'umount "$3" && exit $rc\n'
+    )
+    p = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", image, copy, mnt],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with p:
+        if p.stdout.readline() == "mounted\n" and meanwhile:
+            meanwhile()
+        p.stdin.write("\n")
+    assert p.returncode == 0, f"mounting {image} and copying it failed: exit {p.returncode}"
     return copy
 
 
@@ -49,10 +63,34 @@ def test_a_fresh_filesystem_is_clean(tmp_path):
     assert r.ok and r.needs_recovery is False and r.state == "clean" and r.fsck_exit == 0, r
 
 
+@pytest.mark.usefixtures("have_unshare")
 def test_unmounted_after_use_is_clean(tmp_path):
     img = mkfs(tmp_path / "a.img")
     copy_while_mounted(img, tmp_path / "ignored.img")
     assert verify_disk(img).ok  # the original was unmounted properly after the copy
+
+
+@pytest.mark.usefixtures("have_unshare")
+def test_unmounted_after_use_is_clean_though_a_namespace_was_made_meanwhile(tmp_path):
+    # (the clean-clone CI failed once in test_unmounted_after_use_is_clean: a parallel test's unshare
+    # copied the mount, which held the filesystem mounted after our umount)
+    img = mkfs(tmp_path / "a.img")
+    others = []
+
+    def other_namespace():  # made from the host's mounts while the image is mounted
+        other = subprocess.Popen(["unshare", "--mount", "sleep", "30"])
+        others.append(other)
+        ours = os.readlink("/proc/self/ns/mnt")
+        while os.readlink(f"/proc/{other.pid}/ns/mnt") == ours:
+            time.sleep(0.01)
+
+    try:
+        copy_while_mounted(img, tmp_path / "ignored.img", other_namespace)
+        assert verify_disk(img).ok
+    finally:
+        for other in others:
+            other.kill()
+            other.wait()
 
 
 @pytest.mark.usefixtures("have_unshare")
