@@ -6,14 +6,17 @@ The build writes that order as :data:`LOAD_LIST` into the image: one module a li
 [PARAMS]`` for a module the VM needs (a failure is an error) and ``try NAME`` for a softdep or an alias's
 provider (one may not load on this CPU). A module wanted only for a device (``virtio_net @virtio:1`` in
 the wanted list: a virtio network card) is ``load@virtio:1 NAME``, and so are the dependencies only it
-needs: a VM without that device does not pay for loading them. The sh on the VM (``lib/modules.sh``, for
-``boot.d/10-modules.sh`` and the disk layout's ``init-disk``) loads that list in order and resolves
-nothing.
+needs: a VM without that device does not pay for loading them. An alias's provider made for a CPU feature
+(its ``cpu:type:x86,...:feature:*0094*`` alias: crc32c_intel needs SSE4.2) is ``try@cpu:0094 NAME``: a CPU
+without it (QEMU's default under TCG) does not try it, a failed load costing ~80 ms there. The sh on the
+VM (``lib/modules.sh``, for ``boot.d/10-modules.sh`` and the disk layout's ``init-disk``) loads that list
+in order and resolves nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +26,9 @@ from svinit.build.sources import BuildError, run
 from svinit.fetch.debian import busybox_static
 
 log = logging.getLogger(__name__)
+
+#: A modules.alias pattern for any x86 CPU with one feature (the kernel's X86_FEATURE_ number, in hex).
+_CPU_FEATURE_ALIAS = re.compile(r"cpu:type:x86,ven\*fam\*mod\*:feature:\*([0-9A-Fa-f]{4})\*")
 
 #: The modules a VM wants (in svinit's data, resources.data): a name and its parameters per line (# comments).
 WANTED = "images/initramfs/modules"
@@ -39,7 +45,8 @@ class Module:
     name: str
     params: str = ""
     optional: bool = False
-    #: the device it is for ("virtio:1"): loaded only when the VM has one; "" always
+    #: the device it is for ("virtio:1": loaded only when the VM has one) or the CPU features one of which
+    #: it needs ("cpu:0094,0099"); "" always
     when: str = ""
 
     def line(self) -> str:
@@ -98,12 +105,17 @@ def kernel_modules(kdir: Path, version: str, wanted: list[tuple[str, str, str]])
         path, _, rest = line.partition(":")
         deps[_module_name(path)] = (path, [_module_name(p) for p in rest.split()])
     aliases: dict[str, list[str]] = {}
+    cpu_features: dict[str, set[str]] = {}  # a module made for any CPU with a feature: those features
     alias_file = mdir / "modules.alias"
     if alias_file.exists():
         for line in alias_file.read_text().splitlines():
             parts = line.split()
             if len(parts) == 3 and parts[0] == "alias":
-                aliases.setdefault(parts[1].replace("-", "_"), []).append(parts[2].replace("-", "_"))
+                name = parts[2].replace("-", "_")
+                aliases.setdefault(parts[1].replace("-", "_"), []).append(name)
+                m = _CPU_FEATURE_ALIAS.fullmatch(parts[1])
+                if m:
+                    cpu_features.setdefault(name, set()).add(m.group(1).upper())
     order: dict[str, Module] = {}
     params = {name.replace("-", "_"): p for name, p, _ in wanted}
     reached: dict[str, set[str]] = {}  # a module's path: the devices of the wanted modules needing it
@@ -134,11 +146,15 @@ def kernel_modules(kdir: Path, version: str, wanted: list[tuple[str, str, str]])
 
     for name, _, when in wanted:
         visit(name, "", when)
-    # a module for one device only loads with it; one that something else needs loads always
-    return [
-        replace(m, when=next(iter(reached[m.path])) if len(reached[m.path]) == 1 else "")
-        for m in order.values()
-    ]
+    # a module for one device only loads with it; one that something else needs loads always; an optional
+    # one made for a CPU feature is tried only on a CPU that has it
+    out = []
+    for m in order.values():
+        when = next(iter(reached[m.path])) if len(reached[m.path]) == 1 else ""
+        if not when and m.optional and m.name in cpu_features:
+            when = "cpu:" + ",".join(sorted(cpu_features[m.name]))
+        out.append(replace(m, when=when))
+    return out
 
 
 def depmod(base: Path, version: str) -> None:

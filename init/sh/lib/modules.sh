@@ -5,6 +5,8 @@
 #   try NAME [PARAMS]           may not on this CPU (an alias's provider: crc32c_intel needs SSE4.2)
 #   load@virtio:N NAME ...      only on a VM with a virtio device of type N (1 a network card, 9 a 9p
 #   try@virtio:N NAME ...       share), known once the unconditional modules (virtio_pci) are loaded
+#   try@cpu:F[,F...] NAME       only on a CPU with one of these features (the kernel's cpu modalias:
+#                               crc32c_intel needs SSE4.2, 0094; a failed load costs ~80 ms under TCG)
 # Each pass loads its "try" lines with one `modprobe -qa`, then its "load" lines with one `modprobe -a`, in
 # their order (a fork and exec cost tens of ms on an emulated CPU; modprobe loads what each needs first);
 # when the "load" batch fails, one by one, to say which. A line with parameters loads alone, when read.
@@ -27,6 +29,11 @@ _ml_pass() {
   while read -r _ml_how _ml_mod _ml_params; do
     case $_ml_how in
       load | try) [ -z "$2" ] || continue ;;
+      try@cpu:*)
+        [ -z "$2" ] || continue
+        _ml_cpu_has "${_ml_how#*@cpu:}" || continue
+        _ml_how=try
+        ;;
       load@virtio:* | try@virtio:*)
         [ -n "$2" ] || continue
         case $2 in *" ${_ml_how#*@virtio:} "*) _ml_how=${_ml_how%@*} ;; *) continue ;; esac
@@ -54,4 +61,16 @@ _ml_pass() {
       "${SV_MODPROBE:-modprobe}" "$_ml_m" || { sv_error "unable to load module $_ml_m ($1)"; _ml_rc=1; }
     done
   fi
+}
+# _ml_cpu_has F[,F...]: whether this CPU has one of the features F (hex, as the kernel's modalias
+# /sys/devices/system/cpu/modalias lists them: cpu:type:x86,...:feature:,0000,0001,...); yes when unknown
+_ml_cpu_has() {
+  [ -n "${_ml_cpu+set}" ] || { { read -r _ml_cpu < "${SV_CPU_MODALIAS:-/sys/devices/system/cpu/modalias}"; } 2>/dev/null || _ml_cpu=; }
+  case $_ml_cpu in *:feature:*) ;; *) return 0 ;; esac
+  _ml_f=$1,
+  while [ -n "$_ml_f" ]; do
+    case "$_ml_cpu," in *",${_ml_f%%,*},"*) return 0 ;; esac
+    _ml_f=${_ml_f#*,}
+  done
+  return 1
 }
