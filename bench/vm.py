@@ -6,7 +6,8 @@
 Both boot the reference initramfs of `svinit build vm`; busybox init gets an /etc/inittab and rc
 scripts appended as a second cpio archive (the kernel unpacks both), and boots with rdinit=. Both run
 the same services (heartbeat, crond, syslogd), each piped into the same logger (multilog t), and do
-the same boot steps (mounts, modules, hostname, loopback), plus a getty on the console.
+the same boot steps (mounts, the /dev/fd and /dev/std* links, modules, hostname, loopback), plus a
+getty on the console.
 Figures: kernel start to every service up (the last service's first line, stamped by its logger,
 in guest uptime); `poweroff` typed on the console to QEMU's exit (wall time); whether it was clean.
 
@@ -54,6 +55,8 @@ RCS = """#!/bin/sh
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs shm /dev/shm
 mount -t tmpfs run /run
+ln -s /proc/self/fd /dev/fd; ln -s /proc/self/fd/0 /dev/stdin; ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
 while read -r how m p; do case $how in load|try) modprobe $m $p ;; esac; done < /etc/svinit/modules.load
 hostname -F /etc/hostname; ip link set lo up
 """
@@ -122,6 +125,8 @@ def one_boot(vm: Path, initrd: Path, cmdline: str, poweroff: str) -> dict:
             if len(stamps) > len(SERVICES):
                 break
             time.sleep(0.5)
+        else:  # (crond logs to /dev/stderr: without that link, busybox init's boot counted 2 of 3)
+            raise RuntimeError(f"not every service of {', '.join(SERVICES)} logged a line:\n{out}")
         *firsts, now = [Tai64n.from_label(s).unix for s in stamps]
         uptime = float(re.search(r"^(\d+\.\d+) ", out, re.M).group(1))
         up_at = max(firsts) - (now - uptime)
