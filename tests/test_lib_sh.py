@@ -190,9 +190,9 @@ MODULES = ROOT / "init" / "sh" / "boot.d" / "10-modules.sh"
 @pytest.mark.parametrize("shell", [["dash"], ["bash", "--posix"]], ids=lambda s: s[0])
 def test_modules_load_in_batches_and_a_failure_names_its_module(shell, tmp_path):
     """A fake modprobe (it logs its arguments; 'bad' and 'nocpu' fail to load): a line with parameters
-    loads alone, when read; then every "try" line with one modprobe -qa and every "load" line with one
-    modprobe -a, in order; a failing "load" batch is retried one by one, naming the failure (a failing
-    "try" batch is only said: modprobe -a went on past the module that failed)."""
+    loads alone, when read; then every "try" and "load" line with one modprobe -a, in order; when that
+    fails, the "try" lines again with modprobe -qa (their failure only said: modprobe -a went on past
+    the module that failed) and the "load" lines one by one, naming the failure."""
     bin_ = tmp_path / "bin"
     bin_.mkdir()
     (bin_ / "modprobe").write_text(
@@ -207,7 +207,7 @@ def test_modules_load_in_batches_and_a_failure_names_its_module(shell, tmp_path)
     script = f'. {LIB}; virt=vm; SV_SCRIPT=10-modules.sh; run() {{ . {MODULES}; }}; run; echo "rc=$?"'
     r = subprocess.run([*shell, "-c", script], capture_output=True, text=True, env=env)
     calls = (tmp_path / "log").read_text().splitlines()
-    assert calls == ["d opt=1", "-qa nocpu c", "-a a b e bad f", "a", "b", "e", "bad", "f"]
+    assert calls == ["d opt=1", "-a a b nocpu c e bad f", "-qa nocpu c", "a", "b", "e", "bad", "f"]
     assert r.stdout == "rc=1\n"
     assert "svinit: error: unable to load module bad" in r.stderr
     assert "skipped: not every optional module loaded (they may not on this CPU): nocpu c" in r.stderr
@@ -234,7 +234,7 @@ def test_modules_for_a_virtio_device_load_only_when_the_vm_has_one(shell, tmp_pa
     script = f'. {LIB}; virt=vm; SV_SCRIPT=10-modules.sh; run() {{ . {MODULES}; }}; run; echo "rc=$?"'
     r = subprocess.run([*shell, "-c", script], capture_output=True, text=True, env=env)
     calls = (tmp_path / "log").read_text().splitlines()
-    assert calls == ["-a virtio_pci ext4 evdev", "-qa opt9", "-a 9pnet 9p"]
+    assert calls == ["-a virtio_pci ext4 evdev", "-a 9pnet 9p opt9"]
     assert (r.stdout, r.stderr) == ("rc=0\n", "")
 
 
@@ -267,7 +267,7 @@ def test_a_module_for_a_cpu_feature_is_tried_only_on_a_cpu_that_has_it(shell, mo
     script = f'. {LIB}; virt=vm; SV_SCRIPT=10-modules.sh; run() {{ . {MODULES}; }}; run; echo "rc=$?"'
     r = subprocess.run([*shell, "-c", script], capture_output=True, text=True, env=env)
     calls = (tmp_path / "log").read_text().splitlines()
-    assert calls == [f"-qa {tried}", "-a a b"]
+    assert calls == [f"-a a {tried} b"]
     assert (r.stdout, r.stderr) == ("rc=0\n", "")
 
 

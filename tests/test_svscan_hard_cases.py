@@ -38,7 +38,8 @@ def env_for(init_bin: Path) -> dict[str, str]:
 @contextmanager
 def pidns(argv: list[str], env: dict[str, str], *, proc: bool = True, stdin=None, stdout=None):
     """*argv* as process 1 of a new PID namespace, with /proc of that namespace when *proc*, else the host's
-    (where the kernel's kthreadd shows, as on a machine). Yields (Popen of unshare, host pid of process 1)."""
+    (where the kernel's kthreadd shows, as on a machine). Yields (Popen of unshare, host pid of process 1,
+    or None when it ended before it was seen: svscan stopping at once, as in a quick test, under load)."""
     mount = ["--mount-proc"] if proc else []
     p = subprocess.Popen(
         ["unshare", "--pid", "--fork", *mount, "--kill-child", *argv],
@@ -48,8 +49,14 @@ def pidns(argv: list[str], env: dict[str, str], *, proc: bool = True, stdin=None
         env=env,
         start_new_session=True,
     )
+
+    def process_1() -> int | None:  # its host pid; -1 when it ended before it was seen (a quick stop)
+        kids = children_of(p.pid)
+        return kids[0] if kids else (-1 if p.poll() is not None else None)
+
     try:
-        yield p, wait_for(lambda: children_of(p.pid), 5, what="process 1")[0]
+        pid = wait_for(process_1, 5, what="process 1")
+        yield p, (pid if pid > 0 else None)
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)

@@ -9,9 +9,12 @@
  *      first instruction on.
  * Stage 1 leaves in $SVINIT_RUN/svscan svscan's PATH, its scan directory and, on a third line, "hold"
  * (svinit's svscan takes the held signals) or "release" (another svscan, which would leave them blocked
- * for everything it starts: they are unblocked, and lost, as that svscan has no handler). svscan gets
- * only that PATH as its environment, stdin /dev/null, and stdout and stderr on $SVINIT_RUN/svscan.fifo,
- * opened read-write (its logger may restart with nothing lost).
+ * for everything it starts: they are unblocked, and lost, as that svscan has no handler); then, when
+ * given, the supervise to link as $SVINIT_RUN/wrap/supervise and what $SVINIT_RUN/console links to:
+ * init makes those links and the FIFO $SVINIT_RUN/svscan.fifo itself (three or four processes fewer for
+ * stage 1's sh: tens of ms under an emulated CPU). svscan gets only that PATH as its environment, stdin
+ * /dev/null, and stdout and stderr on the FIFO, opened read-write (its logger may restart with nothing
+ * lost).
  * When stage 1 fails, or svscan cannot be run: where process 1 may exit (a container, or not process 1)
  * init exits with stage 1's code (111 for its own failures); on a VM (the initial PID namespace, where
  * the kernel panics when process 1 exits) it gives a shell on the console and then tries again.
@@ -200,10 +203,48 @@ static void switch_root(int *noted)
   sv_warnsys("unable to run %s of the new root %s", init, root);
 }
 
+/* ln -sfn TARGET LINK: a new link made aside, then renamed over LINK. */
+static int symlink_over(const char *target, const char *link)
+{
+  char tmp[1100];
+  snprintf(tmp, sizeof tmp, "%s.new", link);
+  unlink(tmp);
+  if (symlink(target, tmp) == -1 || rename(tmp, link) == -1) {
+    sv_warnsys("unable to link %s to %s", link, target);
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+/* What svscan finds in $SVINIT_RUN: the supervise wrapper's link to SUPERVISE, the console's link to
+ * CONSOLE (each when not empty) and the FIFO of its log. */
+static int make_run_files(const char *supervise, const char *console, const char *fifo)
+{
+  char wrap[1100];
+  struct stat st;
+  if (*supervise) {
+    snprintf(wrap, sizeof wrap, "%s/wrap", run);
+    if (mkdir(wrap, 0755) == -1 && errno != EEXIST) { sv_warnsys("unable to make %s", wrap); return -1; }
+    snprintf(wrap, sizeof wrap, "%s/wrap/supervise", run);
+    if (symlink_over(supervise, wrap) == -1) return -1;
+  }
+  if (*console) {
+    char link[1100];
+    snprintf(link, sizeof link, "%s/console", run);
+    if (symlink_over(console, link) == -1) return -1;
+  }
+  if (lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode)) return 0;
+  if (unlink(fifo) == -1 && errno != ENOENT) { sv_warnsys("unable to remove %s", fifo); return -1; }
+  if (mkfifo(fifo, 0600) == -1) { sv_warnsys("unable to make the FIFO %s", fifo); return -1; }
+  return 0;
+}
+
 /* Execs svscan as described by $SVINIT_RUN/svscan; returns only when it cannot. */
 static void exec_svscan(void)
 {
-  char spec[1100], fifo[1100], path[4096], dir[4096], signals[16] = "";
+  char spec[1100], fifo[1100], path[4096], dir[4096], signals[16] = "", supervise[4096] = "";
+  char console[1100] = "";
   char *argv[] = { "svscan", dir, NULL };
   FILE *f;
   int fd;
@@ -217,8 +258,10 @@ static void exec_svscan(void)
     fclose(f);
     return;
   }
-  line(f, signals, sizeof signals);
+  if (line(f, signals, sizeof signals) != -1 && line(f, supervise, sizeof supervise) != -1)
+    line(f, console, sizeof console);
   fclose(f);
+  if (make_run_files(supervise, console, fifo) == -1) return;
   fd = open(fifo, O_RDWR | O_CLOEXEC);
   if (fd == -1) { sv_warnsys("unable to open %s, svscan's log", fifo); return; }
   if (dup2(fd, 1) == -1 || dup2(fd, 2) == -1) { sv_warnsys("unable to set up svscan's output"); return; }

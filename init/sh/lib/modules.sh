@@ -7,9 +7,10 @@
 #   try@virtio:N NAME ...       share), known once the unconditional modules (virtio_pci) are loaded
 #   try@cpu:F[,F...] NAME       only on a CPU with one of these features (the kernel's cpu modalias:
 #                               crc32c_intel needs SSE4.2, 0094; a failed load costs ~80 ms under TCG)
-# Each pass loads its "try" lines with one `modprobe -qa`, then its "load" lines with one `modprobe -a`, in
-# their order (a fork and exec cost tens of ms on an emulated CPU; modprobe loads what each needs first);
-# when the "load" batch fails, one by one, to say which. A line with parameters loads alone, when read.
+# Each pass loads its "try" and "load" lines with one `modprobe -a`, in their order (a fork and exec cost
+# tens of ms on an emulated CPU; modprobe loads what each needs first). When that fails, the "try" lines
+# again with `modprobe -qa` (their failure is only said) and the "load" lines one by one, to say which
+# failed. A line with parameters loads alone, when read.
 # Returns 1 when a "load" failed. The modprobe is $SV_MODPROBE (default: modprobe in PATH).
 sv_load_modules() {
   _ml_rc=0
@@ -26,6 +27,7 @@ sv_load_modules() {
 _ml_pass() {
   _ml_load=
   _ml_try=
+  _ml_all=
   while read -r _ml_how _ml_mod _ml_params; do
     case $_ml_how in
       load | try) [ -z "$2" ] || continue ;;
@@ -42,6 +44,7 @@ _ml_pass() {
     esac
     if [ -z "$_ml_params" ]; then
       if [ "$_ml_how" = load ]; then _ml_load="$_ml_load $_ml_mod"; else _ml_try="$_ml_try $_ml_mod"; fi
+      _ml_all="$_ml_all $_ml_mod"
     elif [ "$_ml_how" = load ]; then
       # shellcheck disable=SC2086 # the parameters are words
       "${SV_MODPROBE:-modprobe}" "$_ml_mod" $_ml_params || { sv_error "unable to load module $_ml_mod ($1)"; _ml_rc=1; }
@@ -50,17 +53,15 @@ _ml_pass() {
       "${SV_MODPROBE:-modprobe}" -q "$_ml_mod" $_ml_params 2>/dev/null || sv_skip "module $_ml_mod did not load (optional)"
     fi
   done < "$1"
-  # (modprobe -a goes on past a module that fails: one of crc32c_intel and crc32c_generic fails on every
-  # CPU without SSE4.2, and trying them again one by one would cost two more processes at every boot)
+  # (modprobe -a goes on past a module that fails, loading the others)
   # shellcheck disable=SC2086 # the names are words
+  [ -z "$_ml_all" ] || "${SV_MODPROBE:-modprobe}" -a $_ml_all 2>/dev/null && return 0
+  # shellcheck disable=SC2086
   [ -z "$_ml_try" ] || "${SV_MODPROBE:-modprobe}" -qa $_ml_try 2>/dev/null ||
     sv_skip "not every optional module loaded (they may not on this CPU):$_ml_try"
-  if [ -n "$_ml_load" ]; then
-    # shellcheck disable=SC2086
-    "${SV_MODPROBE:-modprobe}" -a $_ml_load 2>/dev/null || for _ml_m in $_ml_load; do
-      "${SV_MODPROBE:-modprobe}" "$_ml_m" || { sv_error "unable to load module $_ml_m ($1)"; _ml_rc=1; }
-    done
-  fi
+  for _ml_m in $_ml_load; do
+    "${SV_MODPROBE:-modprobe}" "$_ml_m" || { sv_error "unable to load module $_ml_m ($1)"; _ml_rc=1; }
+  done
 }
 # _ml_cpu_has F[,F...]: whether this CPU has one of the features F (hex, as the kernel's modalias
 # /sys/devices/system/cpu/modalias lists them: cpu:type:x86,...:feature:,0000,0001,...); yes when unknown
