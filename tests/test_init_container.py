@@ -83,6 +83,19 @@ def test_boot_script_cycle_and_failure_are_reported_and_the_container_serves(
     assert re.search(asked, m.logs()), m.logs()
 
 
+def test_a_stop_while_cmd_runs_keeps_the_shutdowns_messages(svinit_container_factory):
+    """docker stop while CMD runs: the shutdown's messages reach the container's log. (They went to
+    /dev/null: the console linked to the front process's stderr, which its sh points at /dev/null for
+    as long as it waits for CMD, `wait "$!" 2>/dev/null`.)"""
+    m = svinit_container_factory(command=["sleep", "1000"])
+    assert m.shutdown().exit_code == 143  # CMD's: TERM ended it
+    logs = m.logs()
+    assert re.search(r"svinit: poweroff asked by SIGTERM \(pid \d+ in /\S*; its parent 1: svscan\)", logs), (
+        logs
+    )
+    assert "svinit: poweroff: done in" in logs and "(exit code 143)" in logs, logs
+
+
 def docker_it(image: str, *cmd: str) -> pexpect.spawn:
     return pexpect.spawn(
         "docker",

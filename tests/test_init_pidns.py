@@ -117,7 +117,7 @@ def test_an_earlier_boots_fifo_and_links_are_made_anew(tree, tmp_path, init_bin)
         assert stat.S_ISFIFO((run / "svscan.fifo").lstat().st_mode)
         assert stat.S_IMODE((run / "svscan.fifo").lstat().st_mode) == 0o600
         assert os.readlink(run / "wrap" / "supervise") == "/usr/lib/svinit/bin/supervise"
-        assert re.fullmatch(r"/proc/\d+/fd/2", os.readlink(run / "console"))
+        assert re.fullmatch(r"/proc/\d+/fd/9", os.readlink(run / "console"))
         assert not list(run.rglob("*.new")), "no link left aside"
         os.kill(ns.pid, signal.SIGTERM)
         assert ns.wait(15) == 0, ns.output()

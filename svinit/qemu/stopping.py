@@ -66,11 +66,9 @@ class Stopping:
         assert qmp is not None
         deadline = time.monotonic() + self.timeout(timeout)
         t0 = time.monotonic()
-        if console.eof or qmp.events_named("SHUTDOWN"):
-            # it ended, or is ending, by itself (a service ran poweroff, a panic): recorded as such, and
-            # never clean, whatever the guest's last words
-            log.info("%s: ended by itself before the harness asked for %s", self.name, how)
-            return self._finish(how, t0, deadline, unasked=True)
+        ended = self._ended_unasked(how, t0, deadline)
+        if ended is not None:
+            return ended
         if how == "acpi":
             qmp.press_power_button(deadline, self.timeout(2), alive=self.is_running)
         elif how == "ctrl-alt-del":
@@ -121,15 +119,12 @@ class Stopping:
 
     def crash(self) -> QemuShutdown:
         """Ends QEMU at once (QMP quit), as if the power were cut: nothing is stopped or unmounted."""
-        console = self._running_console()
         t0 = time.monotonic()
         deadline = t0 + self.timeout(10)
+        ended = self._ended_unasked("crash", t0, deadline)
+        if ended is not None:
+            return ended
         assert self.qmp is not None
-        if console.eof or self.qmp.events_named("SHUTDOWN"):
-            if self.result is not None:
-                return self.result
-            log.info("%s: ended by itself before the harness cut its power", self.name)
-            return self._finish("crash", t0, deadline, unasked=True)
         try:
             self.qmp.quit()
             self.qmp.wait_for_event("SHUTDOWN", self.timeout(10))
@@ -142,6 +137,19 @@ class Stopping:
         """SIGKILLs QEMU (no SHUTDOWN event then)."""
         if self.console is not None:
             self.console.kill(signal.SIGKILL)
+
+    def _ended_unasked(self, how: str, t0: float, deadline: float) -> QemuShutdown | None:
+        """When the guest ended, or is ending, by itself (a service ran poweroff, a panic) before the
+        harness asked for *how*: its record, unasked and never clean, whatever the guest's last words
+        (the one made already, if any); else None."""
+        console, qmp = self._running_console(), self.qmp
+        assert qmp is not None
+        if not (console.eof or qmp.events_named("SHUTDOWN")):
+            return None
+        if self.result is not None:
+            return self.result
+        log.info("%s: ended by itself before the harness asked for %s", self.name, how)
+        return self._finish(how, t0, deadline, unasked=True)
 
     def _finish(self, how: str, t0: float, deadline: float, unasked: bool = False) -> QemuShutdown:
         """Drains the console to its end, waits for QEMU's exit, and reads what the boot said
