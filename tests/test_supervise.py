@@ -266,6 +266,36 @@ def test_dangling_supervise_symlink_gets_its_target(supervised, tmp_path):
     assert (target / "status").exists()
 
 
+def test_a_service_to_run_has_its_first_status_name_run(init_bin, tmp_path):
+    """The first status supervise writes for a service that is up already names run's pid, and the ok FIFO
+    (svok) answers only after it: `svok DIR && svstat DIR` never sees "down, want up" at a start. One status
+    written fewer per service (the old code wrote "want up" first, then the pid). Traced with strace on a
+    real supervise: the order of run's exec, the status renames and the opening of ok."""
+    d = make_service(tmp_path, "a", "exec sleep 1000")
+    trace = tmp_path / "trace"
+    proc = subprocess.Popen(
+        ["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=execve,rename,open,openat"]
+        + [init_bin / "supervise", d],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: pid_of(d) and (d / "supervise" / "ok").exists(), what="run to start")
+        wait_for(lambda: 'supervise/ok"' in trace.read_text(), what="supervise to open ok")
+    finally:
+        control(d, b"dx")  # run stops, supervise exits, and so does strace
+        proc.wait(10)
+    events = []
+    for line in trace.read_text().splitlines():
+        if 'execve("./run"' in line and "= 0" in line:
+            events.append("exec run")
+        elif 'rename("supervise/status.new", "supervise/status")' in line:
+            events.append("status")
+        elif '"supervise/ok"' in line and "O_RDONLY" in line:
+            events.append("ok")
+    assert events[:3] == ["exec run", "status", "ok"], events
+
+
 def test_usage(init_bin):
     proc = subprocess.run([init_bin / "supervise"], capture_output=True, text=True)
     assert proc.returncode == 100 and "usage: supervise dir" in proc.stderr
