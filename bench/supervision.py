@@ -249,63 +249,31 @@ def main() -> int:
 
     o, d = res["svinit"], res["djb"]
 
-    def row(name, a, b, unit, better="lower"):
-        ratio = a / b if b else float("nan")
-        print(f"| {name} | {a:.3g} {unit} | {b:.3g} {unit} | {ratio:.2f} |")
-
+    n = args.services
+    rows = [  # (measure, section, key, unit, scale)
+        ("svscan RSS", "memory", "svscan_rss_kb", "kB", 1),
+        ("svscan PSS", "memory", "svscan_pss_kb", "kB", 1),
+        ("supervise RSS", "memory", "supervise_rss_kb", "kB", 1),
+        ("supervise PSS", "memory", "supervise_pss_kb", "kB", 1),
+        (f"{n} services up (run: sh, exec sleep)", "many_up", "seconds", "s", 1),
+        (f"{n} services up (run: a static program)", "many_up_static", "seconds", "s", 1),
+        (f"  RSS of svscan + supervise ({n})", "many_up", "supervision_rss_mb", "MB", 1),
+        (f"  PSS of svscan + supervise ({n})", "many_up", "supervision_pss_mb", "MB", 1),
+        ("restart: kill to new pid in status, median", "restart", "median_ms", "ms", 1),
+        ("restart: kill to new run exec'd, median", "restart", "exec_median_ms", "ms", 1),
+        (f"{args.orphans} orphans reaped", "orphans", "seconds", "s", 1),
+        ("orphans reaped per second (higher is better)", "orphans", "per_second", "/s", 1),
+        ("size of the six programs together", "sizes", "together", "KiB", 1 / 1024),
+    ]
     print(
         f"\nhost: {res['host']['cpus']} cpus, load {res['host']['load'][0]:.2f},"
         f" kernel {res['host']['kernel']}"
     )
     print("\n| measure | svinit | djb 0.76 | svinit/djb |\n|---|---|---|---|")
-    row("svscan RSS", o["memory"]["svscan_rss_kb"], d["memory"]["svscan_rss_kb"], "kB")
-    row("svscan PSS", o["memory"]["svscan_pss_kb"], d["memory"]["svscan_pss_kb"], "kB")
-    row("supervise RSS", o["memory"]["supervise_rss_kb"], d["memory"]["supervise_rss_kb"], "kB")
-    row("supervise PSS", o["memory"]["supervise_pss_kb"], d["memory"]["supervise_pss_kb"], "kB")
-    row(
-        f"{args.services} services up (run: sh, exec sleep)",
-        o["many_up"]["seconds"],
-        d["many_up"]["seconds"],
-        "s",
-    )
-    row(
-        f"{args.services} services up (run: a static program)",
-        o["many_up_static"]["seconds"],
-        d["many_up_static"]["seconds"],
-        "s",
-    )
-    row(
-        f"  RSS of svscan + supervise ({args.services})",
-        o["many_up"]["supervision_rss_mb"],
-        d["many_up"]["supervision_rss_mb"],
-        "MB",
-    )
-    row(
-        f"  PSS of svscan + supervise ({args.services})",
-        o["many_up"]["supervision_pss_mb"],
-        d["many_up"]["supervision_pss_mb"],
-        "MB",
-    )
-    row(
-        "restart: kill to new pid in status, median",
-        o["restart"]["median_ms"],
-        d["restart"]["median_ms"],
-        "ms",
-    )
-    row(
-        "restart: kill to new run exec'd, median",
-        o["restart"]["exec_median_ms"],
-        d["restart"]["exec_median_ms"],
-        "ms",
-    )
-    row(f"{args.orphans} orphans reaped", o["orphans"]["seconds"], d["orphans"]["seconds"], "s")
-    row("orphans reaped per second", o["orphans"]["per_second"], d["orphans"]["per_second"], "/s", "higher")
-    row(
-        "size of the six programs together",
-        o["sizes"]["together"] / 1024,
-        d["sizes"]["together"] / 1024,
-        "KiB",
-    )
+    for name, section, key, unit, scale in rows:
+        a, b = o[section][key] * scale, d[section][key] * scale
+        ratio = a / b if b else float("nan")
+        print(f"| {name} | {a:.3g} {unit} | {b:.3g} {unit} | {ratio:.2f} |")
     print(
         f"\n(sizes of svscan, supervise, svc, svstat, svok, multilog: svinit {o['sizes']['linkage']}, "
         f"{o['sizes']['files']} file(s): links to one multi-call file that holds all svinit's programs; "
