@@ -188,6 +188,8 @@ def test_boot_brings_every_service_up(vm):
     assert "svinit: booted (vm, runlevel default): starting svscan in /service" in vm.logs()
     vm.wait_until_succeeds("test -s /service/heartbeat/log/main/current")
     assert vm.accel in ("kvm", "tcg") and f"accel {vm.accel}" in vm.logs()
+    # the initramfs is the root: a random seed saved there would be lost at the poweroff, so none is
+    assert vm.execute("test -e /var/lib/svinit/random-seed").rc == 1
 
 
 @slow
@@ -340,6 +342,8 @@ def test_disk_layout_boots_and_powers_off_with_clean_filesystems(svinit_vm_facto
     mounts = m.succeed("cat /proc/mounts")
     assert "/dev/vda / ext4 rw" in mounts and "/dev/vdb /data ext4 rw" in mounts
     m.succeed("echo kept > /data/file")
+    # a root on a disk keeps a fresh random seed for the next boot (written in the background)
+    m.wait_until_succeeds("test -s /var/lib/svinit/random-seed")
     # Alpine's /bin/sh is busybox ash: the same protocol, stderr apart, the guest-side deadline
     r = m.execute("echo out; echo err >&2; printf 'no newline'; exit 4")
     assert (r.rc, r.stdout, r.stderr) == (4, "out\nno newline", "err\n")

@@ -86,7 +86,17 @@ chosen:
   /* Made here, 0700 (it may hold secrets), so stage 1 forks no mkdir or chmod; when that fails (a read-only
      root) stage 1 tries again and says why. Only where /proc is already mounted (a container, whose
      runtime gave /run): on a vm stage 1 first mounts a tmpfs on /run, and the root's own stays untouched. */
-  if (access("/proc/self", F_OK) == 0 && (mkdir(run, 0700) == 0 || errno == EEXIST)) chmod(run, 0700);
+  if (access("/proc/self", F_OK) == 0) {
+    if (mkdir(run, 0700) == 0) {
+      /* A first boot: the container's envdir too, empty, which 20-env.sh fills (no mkdir to fork). */
+      char env[sizeof run + 8];
+      snprintf(env, sizeof env, "%s/env", run);
+      mkdir(env, 0700);
+      chmod(run, 0700);
+    } else if (errno == EEXIST) {
+      chmod(run, 0700);
+    }
+  }
   if (setenv("SVINIT_RUN", run, 1) == -1) sv_diesys(EXIT_TEMP, "unable to set SVINIT_RUN");
 }
 

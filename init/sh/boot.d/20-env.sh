@@ -9,9 +9,19 @@
 [ "$virt" = container ] || { sv_skip "a vm has no container environment to save"; return 0; }
 umask 077
 envd=$SVINIT_RUN/env
-# (a first boot has no envdir to remove; the variables are read from a file, not a pipe: no fork)
-if [ -e "$envd" ] || [ -L "$envd" ]; then rm -rf "$envd" || return 1; fi
-mkdir "$envd" || return 1
+# (at a first boot /sbin/init made it, empty: no mkdir to fork; an earlier boot's is made anew; the
+# variables are read from a file, not a pipe: no fork)
+envd_empty=
+if [ -d "$envd" ] && [ ! -L "$envd" ]; then
+  envd_empty=1
+  for f in "$envd"/* "$envd"/.[!.]* "$envd"/..?*; do
+    if [ -e "$f" ] || [ -L "$f" ]; then envd_empty= && break; fi
+  done
+fi
+if [ -z "$envd_empty" ]; then
+  if [ -e "$envd" ] || [ -L "$envd" ]; then rm -rf "$envd" || return 1; fi
+  mkdir "$envd" || return 1
+fi
 export -p > "$SVINIT_RUN/.env.export" || return 1
 while IFS= read -r line; do
   case $line in "export "*) ;; *) continue ;; esac

@@ -36,7 +36,12 @@ if [ -e "/service/$SVINIT_SHUTDOWN_SERVICE" ] || [ -L "/service/$SVINIT_SHUTDOWN
   rm -f "/service/$SVINIT_SHUTDOWN_SERVICE" 2>/dev/null
 fi
 scandir=/service
-if ! { true > /service/.svinit-writable; } 2>/dev/null; then
+# Writable? A real write tells (busybox's test -w is true for root even on a read-only mount). The probe
+# is svinit's own .svscan/.writable, kept (no rm to fork at each boot), else a file made and removed.
+probe=/service/.svinit-writable
+if [ -d /service/.svscan ] && [ ! -L /service/.svscan ] && { true > /service/.svscan/.writable; } 2>/dev/null; then
+  probe=
+elif ! { true > "$probe"; } 2>/dev/null; then
   scandir=$SVINIT_RUN/service
   rm -rf "$scandir"
   if ! sv_shadow /service "$scandir"; then
@@ -46,5 +51,5 @@ if ! { true > /service/.svinit-writable; } 2>/dev/null; then
   rm -f "$scandir/$SVINIT_SHUTDOWN_SERVICE"
   sv_say "/service is read-only: svscan runs in $scandir, which mirrors it"
 fi
-rm -f /service/.svinit-writable 2>/dev/null
+[ -z "$probe" ] || rm -f "$probe" 2>/dev/null
 echo "$scandir" > "$SVINIT_RUN/scandir"

@@ -7,13 +7,20 @@
 [ "$virt" = vm ] || { sv_skip "getty and acpid are for a vm"; return 0; }
 sv_get_scandir
 scan=$SV_SCANDIR
-for d in "$SVINIT_LIB"/vm-services/*; do
-  name=${d##*/}
-  [ "$name" = harness ] && continue
-  # svinit run --vm: the console is a log, nobody logs in
-  [ "$name" = getty-console ] && [ -n "${SVINIT_RUNCMD:-}" ] && continue
-  [ -e "$scan/$name" ] || ln -s "$d" "$scan/$name"
-done
+# one ln for them all (a process each costs ~8 ms under an emulated CPU); in a function, whose arguments
+# are its own (stage 1's are CMD's)
+_vm_link() {
+  set --
+  for d in "$SVINIT_LIB"/vm-services/*; do
+    name=${d##*/}
+    [ "$name" = harness ] && continue
+    # svinit run --vm: the console is a log, nobody logs in
+    [ "$name" = getty-console ] && [ -n "${SVINIT_RUNCMD:-}" ] && continue
+    [ -e "$scan/$name" ] || [ -L "$scan/$name" ] || set -- "$@" "$d"
+  done
+  [ $# -eq 0 ] || ln -s "$@" "$scan/"
+}
+_vm_link
 [ ! -L "$scan/svinit-harness" ] || rm -f "$scan/svinit-harness"
 [ -n "${SVINIT_HARNESS:-}" ] && ln -s "$SVINIT_LIB/vm-services/harness" "$scan/svinit-harness"
 return 0
