@@ -71,6 +71,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _takes_signals(pid: int) -> bool:
+    """Whether *pid* blocks or catches SIGHUP (as svinit's svscan does from its first instructions)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            masks = [
+                int(v, 16) for k, _, v in (line.partition(":\t") for line in f) if k in ("SigBlk", "SigCgt")
+            ]
+    except (OSError, ValueError):
+        return False
+    return any(m & (1 << (signal.SIGHUP - 1)) for m in masks)
+
+
 def _first_child(pid: int, timeout: float = 5.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -189,6 +201,13 @@ class Scanner:
         self.ns = PidNamespace(argv, log, env=e)
         if pid1:
             self.pid = self.ns.pid
+            # The kernel drops a signal sent to a PID namespace's process 1 that has no handler for it: one
+            # sent before svscan blocked or caught its signals would be lost. Wait for that (djb's svscan
+            # catches none: for it, only for the exec).
+            wait_for(lambda: comm(self.pid) == "svscan", 5, interval=0.001, what="svscan to start")
+            deadline = time.monotonic() + 0.5
+            while not _takes_signals(self.pid) and time.monotonic() < deadline:
+                time.sleep(0.001)
         else:
             self.pid = wait_for(
                 lambda: [p for p in children_of(self.ns.pid) if comm(p) == "svscan"], 5, what="svscan"
