@@ -71,8 +71,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _takes_signals(pid: int) -> bool:
-    """Whether *pid* blocks or catches SIGHUP (as svinit's svscan does from its first instructions)."""
+def takes_signal(pid: int, sig: int) -> bool:
+    """Whether *pid* blocks or catches *sig* (a PID namespace's process 1 that does neither never gets it:
+    the kernel drops it)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             masks = [
@@ -80,7 +81,7 @@ def _takes_signals(pid: int) -> bool:
             ]
     except (OSError, ValueError):
         return False
-    return any(m & (1 << (signal.SIGHUP - 1)) for m in masks)
+    return any(m & (1 << (sig - 1)) for m in masks)
 
 
 def _first_child(pid: int, timeout: float = 5.0) -> int:
@@ -206,7 +207,7 @@ class Scanner:
             # catches none: for it, only for the exec).
             wait_for(lambda: comm(self.pid) == "svscan", 5, interval=0.001, what="svscan to start")
             deadline = time.monotonic() + 0.5
-            while not _takes_signals(self.pid) and time.monotonic() < deadline:
+            while not takes_signal(self.pid, signal.SIGHUP) and time.monotonic() < deadline:
                 time.sleep(0.001)
         else:
             self.pid = wait_for(

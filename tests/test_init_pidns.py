@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from svinit.build import build_container
+from svinit.pidns import takes_signal
 from tests.util import PidNamespace, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("have_unshare")]
@@ -171,13 +172,9 @@ def started(pid: int) -> str | None:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             if f.read().strip():
                 return "init"
-        with open(f"/proc/{pid}/status") as f:
-            masks = [
-                int(v, 16) for k, _, v in (line.partition(":\t") for line in f) if k in ("SigBlk", "SigCgt")
-            ]
     except (OSError, ValueError):
         return None
-    return "init" if any(m & (1 << (signal.SIGTERM - 1)) for m in masks) else None
+    return "init" if takes_signal(pid, signal.SIGTERM) else None
 
 
 @pytest.mark.parametrize("delay", [0, 0.01, 0.05, 0.1, 0.3])

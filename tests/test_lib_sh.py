@@ -39,6 +39,31 @@ def test_state_files_missing_or_present_are_read_quietly(shell, tmp_path):
     assert (r.stdout, r.stderr) == ("/run/svinit/service with space\ncontainer\n", "")
 
 
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+def test_sv_mount_of_reads_this_hosts_mounts(shell, tmp_path):
+    """The last mount on a mount point, from this host's /proc/mounts; nothing mounted: false, empty."""
+    last = {}
+    for line in Path("/proc/mounts").read_text().splitlines():
+        dev, mp, fstype, opts = line.split()[:4]
+        last[mp] = (dev, fstype, opts)
+    script = (
+        'for m in / /proc "$1"; do if sv_mount_of "$m"; then r=yes; else r=no; fi; '
+        'echo "$r|$SV_MOUNT_DEV|$SV_MOUNT_TYPE|$SV_MOUNT_OPTS"; done; sv_mounted /proc && echo mounted'
+    )
+    r = subprocess.run(
+        [*shell, "-c", f". {LIB}\n{script}", "sh", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SVINIT_RUN": str(tmp_path), "SVINIT_LIB": str(LIB.parent)},
+    )
+    assert r.stdout.splitlines() == [
+        "yes|{}|{}|{}".format(*last["/"]),
+        "yes|{}|{}|{}".format(*last["/proc"]),
+        "no|||",
+        "mounted",
+    ], r.stderr
+
+
 def test_no_script_of_the_init_package_needs_busybox():
     """A root without busybox (Debian) must still boot, stop and power off: svinit's sh calls no
     `busybox APPLET` (svpower powers off, svacpid hears the power button; the getty is the base's)."""

@@ -9,7 +9,7 @@
 while read -r spec file _ opts _ pass _; do
   [ "$file" = / ] || continue
   state=rw
-  while read -r _ mp _ o _; do [ "$mp" = / ] && state=${o%%,*}; done < /proc/mounts
+  sv_mount_of / && state=${SV_MOUNT_OPTS%%,*}
   # an initramfs that checked the root already says so in /run/svinit/root-checked
   dev=
   if [ "$state" = ro ] && [ "${pass:-0}" != 0 ] && [ ! -e "$SVINIT_RUN/root-checked" ]; then

@@ -8,8 +8,8 @@
 [ -r /etc/fstab ] || return 0
 # Is there a block device besides the root's disk (sysfs: no process)? With none, a LABEL= or UUID= line
 # with nofail names a disk that is not attached, and findfs (a process that reads every device) is not run.
-root_dev=
-while read -r dev mp _; do [ "$mp" = / ] && root_dev=${dev##*/}; done < /proc/mounts
+sv_mount_of /
+root_dev=${SV_MOUNT_DEV##*/}
 other_disks=0
 for b in /sys/class/block/*; do
   [ -e "$b" ] || continue

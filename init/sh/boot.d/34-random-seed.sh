@@ -11,10 +11,9 @@ seed=/var/lib/svinit/random-seed
 # never read (and the three processes would compete with the services starting)
 [ -z "${SVINIT_RUNCMD:-}" ] || return 0
 # a root in memory (the initramfs is the root) is gone at the poweroff, and the seed with it: none is saved
-root_type=
-while read -r _ _rs_mp _rs_type _; do [ "$_rs_mp" = / ] && root_type=$_rs_type; done < /proc/mounts
-case $root_type in
-  rootfs | ramfs | tmpfs) sv_skip "the root is in memory ($root_type): a seed saved there is lost" && return 0 ;;
+sv_mount_of /
+case $SV_MOUNT_TYPE in
+  rootfs | ramfs | tmpfs) sv_skip "the root is in memory ($SV_MOUNT_TYPE): a seed saved there is lost" && return 0 ;;
 esac
 [ -d "${seed%/*}" ] || mkdir -p "${seed%/*}" 2>/dev/null || return 0
 (umask 077 && dd if=/dev/urandom of="$seed.new" bs=512 count=1 2>/dev/null && mv -f "$seed.new" "$seed") &

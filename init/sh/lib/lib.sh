@@ -30,14 +30,26 @@ sv_scandir() { sv_get_scandir && printf '%s\n' "$SV_SCANDIR"; }
 sv_get_virt() { { read -r SV_VIRT < "$SVINIT_RUN/virt"; } 2>/dev/null || SV_VIRT=${SVINIT_VIRT:-vm}; }
 sv_virt() { sv_get_virt && printf '%s\n' "$SV_VIRT"; }
 
-# Is $1 a mount point? (/proc/mounts, no external command: busybox-static has no mountpoint applet.)
-sv_mounted() {
+# The mount on $1 (the last one: what is seen there) as SV_MOUNT_DEV, SV_MOUNT_TYPE and SV_MOUNT_OPTS;
+# returns 1 when nothing is mounted there. (/proc/mounts, no external command: busybox-static has no
+# mountpoint applet.)
+# shellcheck disable=SC2034 # (the drop-ins read them)
+sv_mount_of() {
+  SV_MOUNT_DEV=
+  SV_MOUNT_TYPE=
+  SV_MOUNT_OPTS=
   [ -r /proc/mounts ] || return 1
-  while read -r _sv_dev _sv_mp _sv_rest; do
-    [ "$_sv_mp" = "$1" ] && return 0
+  while read -r _sv_dev _sv_mp _sv_type _sv_opts _sv_rest; do
+    [ "$_sv_mp" = "$1" ] || continue
+    SV_MOUNT_DEV=$_sv_dev
+    SV_MOUNT_TYPE=$_sv_type
+    SV_MOUNT_OPTS=$_sv_opts
   done < /proc/mounts
-  return 1
+  [ -n "$SV_MOUNT_TYPE" ]
 }
+
+# Is $1 a mount point?
+sv_mounted() { sv_mount_of "$1"; }
 
 # In a boot drop-in that does not apply here: says why (with SVINIT_VERBOSE), e.g.
 #   [ "$virt" = vm ] || { sv_skip "a container's runtime mounts its filesystems"; return 0; }
