@@ -1008,6 +1008,45 @@ def test_svwait_up_returns_once_up_and_says_what_is_not(ours, supervise, tmp_pat
         down.close()
 
 
+def test_svwait_up_settled_counts_a_service_wanted_down(ours, djb, supervise, tmp_path):
+    """-s: a service whose run took itself down (`exec svc -d .`, as Debian's cron does as a user) is up
+    for a moment only; -u alone waits for it to its limit (the bug: `docker run --user 1000 svinit:debian
+    CMD` waited 30 s before CMD, 8 runs of 12), -u -s counts it, as one with a down file. A service that
+    is down and wanted up still holds -u -s back."""
+    d = make_service(tmp_path, "selfdown", f"exec {ours}/svc -d .")
+    proc = subprocess.Popen([str(supervise), str(d)], stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        status = d / "supervise" / "status"
+        wait_for(lambda: status.read_bytes()[17:18] == b"d" and status.read_bytes()[12:16] == bytes(4))
+        res, took = svwait(ours, "-u", "-t", 300, d)
+        assert res == Result(1, f"{d}\n".encode(), b"") and took >= 0.3
+        res, took = svwait(ours, "-u", "-s", "-t", 5000, d)
+        assert res == Result(0, b"", b"") and took < 1
+        (tmp_path / "other").mkdir()
+        down = Service(supervise, tmp_path / "other", down=True)
+        try:
+            assert svwait(ours, "-u", "-s", "-t", 0, down.dir)[0] == Result(0, b"", b"")
+        finally:
+            down.close()
+        if supervise.parent == djb:
+            return  # (djb's supervise writes the pid before the exec: a broken run looks up for a moment)
+        broken = make_service(tmp_path, "broken", "exit 0")
+        (broken / "run").chmod(0o644)  # wanted up, never up: -s still waits for it
+        proc2 = subprocess.Popen(
+            [str(supervise), str(broken)], stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            wait_for(lambda: (broken / "supervise" / "status").exists())
+            res, took = svwait(ours, "-u", "-s", "-t", 300, d, broken)
+            assert res == Result(1, f"{broken}\n".encode(), b"") and took >= 0.3
+        finally:
+            proc2.terminate()
+            proc2.wait(10)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_svwait_down_hears_supervise_exit_at_once(ours, service, tmp_path):
     """With djb's supervise and svinit's: a timeout while supervise runs (the bad case), then svc -dx and
     svwait returns as soon as supervise has exited, long before its limit."""
@@ -1039,9 +1078,10 @@ def test_svwait_dash_c_sends_the_letters_then_waits(ours, service, tmp_path):
 
 def test_svwait_usage(ours):
     cases = ([], ["-u"], ["-x", "d"], ["-d", "-t", "x", "d"], ["-d", "-t", "-1", "d"], ["-d", "-c", "", "d"])
+    cases += (["-d", "-s", "d"],)  # -s is for -u only
     for args in cases:
         res = run([ours / "svwait", *args])
-        assert res.rc == 100 and b"svwait: usage: svwait -u|-d [-c letters] [-t MS] dir..." in res.err, (
+        assert res.rc == 100 and b"svwait: usage: svwait -u|-d [-s] [-c letters] [-t MS] dir..." in res.err, (
             args,
             res,
         )

@@ -2,10 +2,13 @@
  * svwait: waits until services are up, or their supervise processes gone, and returns as soon as that
  * holds (the shutdown's and the front process's waits, which used to poll svstat from sh).
  *
- *   svwait -u|-d [-c LETTERS] [-t MS] dir...
+ *   svwait -u|-d [-s] [-c LETTERS] [-t MS] dir...
  *
  *   -u  until every DIR is up: its supervise runs (supervise/ok has a reader) and supervise/status
  *       names a pid (what svstat shows as "up (pid N)"). Checked every POLL_UP_MS.
+ *   -s  with -u: a DIR that is down and wanted down (`svc -d`, its down file) counts as well: it will not
+ *       come up unasked. The front process's wait before CMD: a service whose run takes itself down
+ *       (`exec svc -d .`, Debian's cron as a user) is up only for a moment, which a poll can miss.
  *   -d  until the supervise of every DIR has exited: svwait holds supervise/ok open for writing and
  *       the kernel tells it (POLLERR) when its last reader, supervise, is gone: no polling. With any
  *       supervise that holds ok open, djb's included. A DIR whose ok cannot be opened (no FIFO, no
@@ -31,11 +34,12 @@
 #include <unistd.h>
 #include "sv.h"
 
-#define USAGE "svwait -u|-d [-c letters] [-t MS] dir..."
+#define USAGE "svwait -u|-d [-s] [-c letters] [-t MS] dir..."
 #define POLL_UP_MS 5
 
 static char path[PATH_MAX];
 static const char *letters;  /* -c */
+static int settled;          /* -s */
 
 static const char *in(const char *dir, const char *file)
 {
@@ -54,7 +58,7 @@ static void tell(char **dirs, int n)
   }
 }
 
-/* Is DIR up: supervise running, a pid in its status? */
+/* Is DIR up: supervise running, a pid in its status? (With -s, or down and wanted down.) */
 static int up(const char *dir)
 {
   unsigned char buf[SV_STATUS_LEN];
@@ -67,7 +71,8 @@ static int up(const char *dir)
   if (fd == -1) return 0;
   do r = read(fd, buf, sizeof buf); while (r == -1 && errno == EINTR);
   close(fd);
-  return r >= SV_STATUS_DJB && sv_status_unpack(buf, (size_t)r, &st) >= SV_STATUS_DJB && st.pid != 0;
+  return r >= SV_STATUS_DJB && sv_status_unpack(buf, (size_t)r, &st) >= SV_STATUS_DJB
+    && (st.pid != 0 || (settled && st.want == 'd'));
 }
 
 static int wait_up(char **dirs, int n, int64_t end)
@@ -122,9 +127,10 @@ int svwait_main(int argc, char **argv)
   char *e;
   sv_progname = "svwait";
   signal(SIGPIPE, SIG_IGN); /* a supervise gone between open and write (-c) is no error */
-  while ((opt = getopt(argc, argv, "udc:t:")) != -1) {
+  while ((opt = getopt(argc, argv, "udsc:t:")) != -1) {
     switch (opt) {
     case 'u': case 'd': mode = opt; break;
+    case 's': settled = 1; break;
     case 'c': if (!*optarg) sv_usage(USAGE); letters = optarg; break;
     case 't':
       limit = strtoll(optarg, &e, 10);
@@ -133,7 +139,7 @@ int svwait_main(int argc, char **argv)
     default: sv_usage(USAGE);
     }
   }
-  if (!mode || optind >= argc) sv_usage(USAGE);
+  if (!mode || optind >= argc || (settled && mode != 'u')) sv_usage(USAGE);
   int64_t end = limit < 0 ? -1 : sv_now_ms() + limit;
   int rc = mode == 'u' ? wait_up(argv + optind, argc - optind, end) : wait_down(argv + optind, argc - optind, end);
   if (fflush(stdout) == EOF) sv_diesys(EXIT_TEMP, "unable to write");

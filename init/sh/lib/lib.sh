@@ -101,7 +101,8 @@ sv_is_stoppable() {
   return 0
 }
 
-# Waits until every service that should run (no `down` file) and every logger is up; at most $1 s.
+# Waits until every service that should run (no `down` file) and every logger is up, or was asked down
+# since (a run that takes itself down, `exec svc -d .`, is up a moment only); at most $1 s.
 # (svwait: one process that returns as soon as they are, not a loop of svstat)
 sv_wait_up() {
   sv_get_scandir
@@ -116,7 +117,7 @@ sv_wait_up() {
   _sv_t=$1
   shift
   [ $# -eq 0 ] && return 0
-  svwait -u -t $((_sv_t * 1000)) "$@" > /dev/null
+  svwait -u -s -t $((_sv_t * 1000)) "$@" > /dev/null
 }
 
 # sv_request ACTION [exec]: asks for a clean shutdown: ACTION is poweroff, reboot or halt; the first
