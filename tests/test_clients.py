@@ -1008,11 +1008,12 @@ def test_svwait_up_returns_once_up_and_says_what_is_not(ours, supervise, tmp_pat
         down.close()
 
 
-def test_svwait_up_settled_counts_a_service_wanted_down(ours, djb, supervise, tmp_path):
+def test_svwait_up_settled_counts_a_service_wanted_down_or_failed(ours, djb, supervise, tmp_path):
     """-s: a service whose run took itself down (`exec svc -d .`, as Debian's cron does as a user) is up
     for a moment only; -u alone waits for it to its limit (the bug: `docker run --user 1000 svinit:debian
-    CMD` waited 30 s before CMD, 8 runs of 12), -u -s counts it, as one with a down file. A service that
-    is down and wanted up still holds -u -s back."""
+    CMD` waited 30 s before CMD, 8 runs of 12), -u -s counts it, as one with a down file. With svinit's
+    supervise (its status records run's exits), a service whose run fails again every second, or cannot
+    start, counts too, and is printed; one that has not started yet does not."""
     d = make_service(tmp_path, "selfdown", f"exec {ours}/svc -d .")
     proc = subprocess.Popen([str(supervise), str(d)], stdin=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -1029,19 +1030,27 @@ def test_svwait_up_settled_counts_a_service_wanted_down(ours, djb, supervise, tm
         finally:
             down.close()
         if supervise.parent == djb:
-            return  # (djb's supervise writes the pid before the exec: a broken run looks up for a moment)
+            return  # (djb's status records no exit, and djb's supervise writes the pid before the exec)
+        failing = make_service(tmp_path, "failing", "exit 1")  # started again every second
         broken = make_service(tmp_path, "broken", "exit 0")
-        (broken / "run").chmod(0o644)  # wanted up, never up: -s still waits for it
-        proc2 = subprocess.Popen(
-            [str(supervise), str(broken)], stdin=subprocess.DEVNULL, start_new_session=True
-        )
+        (broken / "run").chmod(0o644)  # cannot start
+        slow = tmp_path / "slow"  # no supervise yet: not settled
+        slow.mkdir()
+        procs = [
+            subprocess.Popen([str(supervise), str(x)], stdin=subprocess.DEVNULL, start_new_session=True)
+            for x in (failing, broken)
+        ]
         try:
-            wait_for(lambda: (broken / "supervise" / "status").exists())
-            res, took = svwait(ours, "-u", "-s", "-t", 300, d, broken)
-            assert res == Result(1, f"{broken}\n".encode(), b"") and took >= 0.3
+            wait_for(lambda: (failing / "supervise" / "status").read_bytes()[19:23] != b"\xff" * 4)
+            wait_for(lambda: (broken / "supervise" / "status").read_bytes()[18:19] == b"b")
+            res, took = svwait(ours, "-u", "-s", "-t", 5000, d, failing, broken)
+            assert res == Result(0, f"{failing}\n{broken}\n".encode(), b"") and took < 1
+            res, took = svwait(ours, "-u", "-s", "-t", 300, failing, slow)
+            assert res == Result(1, f"{failing}\n{slow}\n".encode(), b"") and took >= 0.3
         finally:
-            proc2.terminate()
-            proc2.wait(10)
+            for p in procs:
+                p.terminate()
+                p.wait(10)
     finally:
         proc.terminate()
         proc.wait(10)

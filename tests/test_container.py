@@ -94,6 +94,22 @@ def test_cmd_runs_once_services_are_up_and_svinit_run_passes_its_code(svinit_ima
     assert ": up (pid " in proc.stdout and "FOO=bar" in proc.stdout
 
 
+def test_cmd_as_a_user_does_not_wait_for_a_service_that_fails(svinit_image):
+    """As a user, syslogd cannot start (it binds /dev/log) and supervise starts it again every second: it
+    is up for moments only. CMD runs at once, with a warning naming it. Before, CMD waited until a poll
+    happened to land on one of those moments: 1.3 s, 5.4 s, 9.4 s, 26 s (or 30 s and a warning)."""
+    for _ in range(3):
+        t0 = time.monotonic()
+        r = subprocess.run(
+            ["docker", "run", "--rm", "--user", "1000:1000", svinit_image, "sh", "-c", "exit 4"],
+            capture_output=True,
+            text=True,
+        )
+        took = time.monotonic() - t0
+        assert r.returncode == 4 and took < 10, (took, r.stderr)
+        assert "svinit: warning: not up: syslogd (its run ended or cannot start: see its log)" in r.stderr
+
+
 def test_svinit_run_read_only_and_build_is_cached(svinit_image, capsys):
     from svinit import cli
 

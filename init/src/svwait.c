@@ -6,9 +6,12 @@
  *
  *   -u  until every DIR is up: its supervise runs (supervise/ok has a reader) and supervise/status
  *       names a pid (what svstat shows as "up (pid N)"). Checked every POLL_UP_MS.
- *   -s  with -u: a DIR that is down and wanted down (`svc -d`, its down file) counts as well: it will not
- *       come up unasked. The front process's wait before CMD: a service whose run takes itself down
- *       (`exec svc -d .`, Debian's cron as a user) is up only for a moment, which a poll can miss.
+ *   -s  with -u: until every DIR is settled: up; or down and wanted down (`svc -d`, its down file): it
+ *       will not come up unasked; or failed: wanted up but its run ended since supervise started it
+ *       (its status records the exit: svinit's supervise), or cannot start. A failed DIR is printed,
+ *       one a line, even when svwait exits 0. The front process's wait before CMD: a service whose run
+ *       takes itself down (`exec svc -d .`, Debian's cron as a user) or fails again every second (crond
+ *       as a user) is up for moments only, which a poll catches after 1 s, or 26, or never.
  *   -d  until the supervise of every DIR has exited: svwait holds supervise/ok open for writing and
  *       the kernel tells it (POLLERR) when its last reader, supervise, is gone: no polling. With any
  *       supervise that holds ok open, djb's included. A DIR whose ok cannot be opened (no FIFO, no
@@ -58,8 +61,9 @@ static void tell(char **dirs, int n)
   }
 }
 
-/* Is DIR up: supervise running, a pid in its status? (With -s, or down and wanted down.) */
-static int up(const char *dir)
+/* Is DIR up: supervise running, a pid in its status? With -s: or settled otherwise (see the top);
+   *FAILED says when it counts because it failed. */
+static int up(const char *dir, int *failed)
 {
   unsigned char buf[SV_STATUS_LEN];
   struct sv_status st;
@@ -71,22 +75,32 @@ static int up(const char *dir)
   if (fd == -1) return 0;
   do r = read(fd, buf, sizeof buf); while (r == -1 && errno == EINTR);
   close(fd);
-  return r >= SV_STATUS_DJB && sv_status_unpack(buf, (size_t)r, &st) >= SV_STATUS_DJB
-    && (st.pid != 0 || (settled && st.want == 'd'));
+  *failed = 0;
+  if (r < SV_STATUS_DJB || sv_status_unpack(buf, (size_t)r, &st) < SV_STATUS_DJB) return 0;
+  if (st.pid != 0) return 1;
+  if (!settled) return 0;
+  if (st.want == 'd') return 1;
+  *failed = st.state == SV_STATE_BROKEN || (st.want == 'u' && st.lastwait != 0xffffffffu);
+  return *failed;
 }
 
 static int wait_up(char **dirs, int n, int64_t end)
 {
-  int i = 0;
+  char *failed = calloc((size_t)n, 1);
+  int i = 0, f = 0, rc = 1;
+  if (!failed) sv_die(EXIT_TEMP, "out of memory");
   tell(dirs, n);
   for (;;) {
-    while (i < n && up(dirs[i])) ++i;  /* once up, not looked at again: a restart is no stop */
-    if (i == n) return 0;
+    while (i < n && up(dirs[i], &f)) failed[i++] = (char)f;  /* once up, not looked at again: a restart is no stop */
+    if (i == n) { rc = 0; break; }
     if (end >= 0 && sv_now_ms() >= end) break;
     usleep(POLL_UP_MS * 1000);
   }
-  for (; i < n; ++i) if (!up(dirs[i])) printf("%s\n", dirs[i]);
-  return 1;
+  /* what failed (-s), and at the limit what is not up */
+  for (int j = 0; j < n; ++j)
+    if (j < i ? failed[j] : !up(dirs[j], &f) || f) printf("%s\n", dirs[j]);
+  free(failed);
+  return rc;
 }
 
 static int wait_down(char **dirs, int n, int64_t end)

@@ -102,7 +102,9 @@ sv_is_stoppable() {
 }
 
 # Waits until every service that should run (no `down` file) and every logger is up, or was asked down
-# since (a run that takes itself down, `exec svc -d .`, is up a moment only); at most $1 s.
+# since (a run that takes itself down, `exec svc -d .`, is up a moment only), or failed (its run ended,
+# or cannot start: it would be up for moments only, as it is started again every second); at most $1 s.
+# SV_NOT_UP: the directories that failed, or at the limit are not up, one a line.
 # (svwait: one process that returns as soon as they are, not a loop of svstat)
 sv_wait_up() {
   sv_get_scandir
@@ -116,8 +118,10 @@ sv_wait_up() {
   done
   _sv_t=$1
   shift
+  SV_NOT_UP=
   [ $# -eq 0 ] && return 0
-  svwait -u -s -t $((_sv_t * 1000)) "$@" > /dev/null
+  # shellcheck disable=SC2034 # (the front process reads it)
+  SV_NOT_UP=$(svwait -u -s -t $((_sv_t * 1000)) "$@")
 }
 
 # sv_request ACTION [exec]: asks for a clean shutdown: ACTION is poweroff, reboot or halt; the first
