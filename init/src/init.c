@@ -87,14 +87,12 @@ chosen:
      root) stage 1 tries again and says why. Only where /proc is already mounted (a container, whose
      runtime gave /run): on a vm stage 1 first mounts a tmpfs on /run, and the root's own stays untouched. */
   if (access("/proc/self", F_OK) == 0) {
-    if (mkdir(run, 0700) == 0) {
-      /* A first boot: the container's envdir too, empty, which 20-env.sh fills (no mkdir to fork). */
+    int first = mkdir(run, 0700) == 0;
+    if (first || errno == EEXIST) chmod(run, 0700);
+    if (first) {  /* a first boot: the container's envdir too, empty, which 20-env.sh fills (no mkdir) */
       char env[sizeof run + 8];
       snprintf(env, sizeof env, "%s/env", run);
       mkdir(env, 0700);
-      chmod(run, 0700);
-    } else if (errno == EEXIST) {
-      chmod(run, 0700);
     }
   }
   if (setenv("SVINIT_RUN", run, 1) == -1) sv_diesys(EXIT_TEMP, "unable to set SVINIT_RUN");

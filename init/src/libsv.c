@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,6 +245,31 @@ void sv_child_signals(void)
   signal(SIGPIPE, SIG_DFL);
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+int sv_spawn(pid_t *pid, const char *prog, char *const argv[], int in, int out, const char *subdir, int search)
+{
+  extern char **environ;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_t fa;
+  sigset_t none, def;
+  int err;
+  sigemptyset(&none);
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  if ((err = posix_spawnattr_init(&attr))) return err;
+  if ((err = posix_spawn_file_actions_init(&fa))) { posix_spawnattr_destroy(&attr); return err; }
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  if (in != -1) err = posix_spawn_file_actions_adddup2(&fa, in, 0);
+  if (!err && out != -1) err = posix_spawn_file_actions_adddup2(&fa, out, 1);
+  if (!err && subdir) err = posix_spawn_file_actions_addchdir_np(&fa, subdir);
+  if (!err)
+    err = search ? posix_spawnp(pid, prog, &fa, &attr, argv, environ) : posix_spawn(pid, prog, &fa, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return err;
 }
 
 void sv_default_signals(void)

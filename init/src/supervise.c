@@ -25,7 +25,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +38,6 @@
 #define FINISH_TIMEOUT_MS 5000
 #define ORPHAN_GRACE_MS 1000  /* from the down-signal to KILL, for a run a killed supervise left */
 #define ORPHAN_NAP_MS 10      /* between checks that it is gone */
-
-extern char **environ;
 
 static const char *dir;
 static int fdcontrol = -1;
@@ -85,27 +82,13 @@ static void pidchange(pid_t p)
 }
 
 /*
- * Starts PROG with ARGV in a new session, with the signals as a new program expects them. Returns the
- * child's pid, or 0 with errno set when PROG could not be started (posix_spawn reports the exec's errno,
- * so a run that cannot start is seen at once), or -1 when no process could be made (EAGAIN, ENOMEM).
- * musl's posix_spawn shares our memory until the exec, as vfork: no page tables to copy for a child that
- * execs at once.
+ * sv_spawn in a new session. Returns the child's pid, or 0 with errno set when PROG could not be started
+ * (the exec's errno: a run that cannot start is seen at once), or -1 when no process could be made.
  */
 static pid_t spawn(const char *prog, char *const argv[])
 {
-  posix_spawnattr_t attr;
-  sigset_t none, def;
   pid_t child;
-  int err;
-  sigemptyset(&none);
-  sigemptyset(&def);
-  sigaddset(&def, SIGPIPE);
-  if ((err = posix_spawnattr_init(&attr))) { errno = err; return -1; }
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &def);
-  err = posix_spawn(&child, prog, NULL, &attr, argv, environ);
-  posix_spawnattr_destroy(&attr);
+  int err = sv_spawn(&child, prog, argv, -1, -1, NULL, 0);
   if (!err) return child;
   errno = err;
   return err == EAGAIN || err == ENOMEM ? -1 : 0;

@@ -98,6 +98,12 @@ int64_t sv_now_ms(void);
 /* For a child of svscan or supervise about to exec: SIGPIPE (which they ignore) back to its default and
    no signal blocked; exec itself resets the caught ones. */
 void sv_child_signals(void);
+/* Starts PROG (searched in $PATH when SEARCH) with ARGV, as svscan and supervise start their children: in
+   a session of its own, SIGPIPE back to its default and no signal blocked, fd 0 or 1 from IN and OUT (-1
+   to keep), in SUBDIR (NULL to stay). musl's posix_spawn shares the parent's memory until the exec, as
+   vfork: no page tables copied. Returns 0 with *PID set, or the error number: no process (EAGAIN,
+   ENOMEM), or the exec's errno, so a program that cannot start is seen at once. */
+int sv_spawn(pid_t *pid, const char *prog, char *const argv[], int in, int out, const char *subdir, int search);
 /* Every signal back to its default and none blocked: what sigreset gives CMD, whose sh ignored some. */
 void sv_default_signals(void);
 

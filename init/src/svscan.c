@@ -42,7 +42,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,35 +121,11 @@ static void catch_signals(void)
   signal(SIGPIPE, SIG_IGN);
 }
 
-/*
- * Starts PROG (searched in $PATH when PATH) in a session of its own, with fd 0 or 1 from IN and OUT (-1 to
- * keep), in SUBDIR, its signals as a new program expects them. Returns its pid, or -1 with errno set when
- * it could not start (no process, or the exec failed: posix_spawn says which). musl's posix_spawn shares
- * svscan's memory until the exec, as vfork: no page tables copied for each of a thousand supervise.
- */
+/* sv_spawn; returns the child's pid, or -1 with errno set. */
 static pid_t spawn(const char *prog, char *const argv[], int in, int out, const char *subdir, int path)
 {
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_t fa;
-  sigset_t none, def;
-  pid_t child = -1;
-  int err;
-  sigemptyset(&none);
-  sigemptyset(&def);
-  sigaddset(&def, SIGPIPE);
-  if ((err = posix_spawnattr_init(&attr))) { errno = err; return -1; }
-  if ((err = posix_spawn_file_actions_init(&fa))) { posix_spawnattr_destroy(&attr); errno = err; return -1; }
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &def);
-  if (in != -1) err = posix_spawn_file_actions_adddup2(&fa, in, 0);
-  if (!err && out != -1) err = posix_spawn_file_actions_adddup2(&fa, out, 1);
-  if (!err && subdir) err = posix_spawn_file_actions_addchdir_np(&fa, subdir);
-  if (!err)
-    err = path ? posix_spawnp(&child, prog, &fa, &attr, argv, environ)
-               : posix_spawn(&child, prog, &fa, &attr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  pid_t child;
+  int err = sv_spawn(&child, prog, argv, in, out, subdir, path);
   if (err) { errno = err; return -1; }
   return child;
 }
